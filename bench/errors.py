@@ -1,0 +1,30 @@
+"""Errors that the command line turns into one clear line (never a traceback)."""
+
+from __future__ import annotations
+
+
+class BenchError(Exception):
+    """A problem the user can fix; the CLI prints the message alone.
+
+    ``exit_code`` 2 means bad usage (unknown name, bad value), 1 a failed run.
+    """
+
+    exit_code = 2
+
+
+class UsageError(BenchError):
+    """Bad input on the command line or in a config file."""
+
+
+class PluginError(BenchError):
+    """A plugin failed to load, registered a duplicate name or an incomplete method."""
+
+
+class DataNotFound(BenchError):
+    """A dataset's files are missing: the message says where to put them."""
+
+
+class CorruptArtifact(BenchError):
+    """A stored file (checkpoint, masks) failed its checksum or could not be read."""
+
+    exit_code = 1
