@@ -1,0 +1,300 @@
+"""The ``bench`` command line: run, report, list, plugins, show (thin: parse, call, print).
+
+Bad input never prints a traceback: errors the user can fix become one line and exit code 2
+(bad usage) or 1 (a run failed).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench.errors import BenchError, UsageError
+
+DEFAULT_MODELS = ("simcnn:width=0.25", "vit_s:depth=4,width=0.25")
+DEFAULT_TASKS = ("0,1", "2,3,4")
+BUILTIN_METHODS = ("standard", "mwt", "nemo")
+FORMATS = ("table", "md", "csv", "json", "html", "latex")
+
+
+class LazyGroup(click.Group):
+    """A click group that loads plugin commands only when a name is not built in (or for --help)."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not LazyGroup._plugins_added:
+            LazyGroup._plugins_added = True
+            from bench.plugins import get_plugins
+
+            get_plugins().pm.hook.register_commands(cli=self)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands:
+            self._add_plugin_commands()
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="modbench")
+def cli() -> None:
+    """modbench: compare DNN modularization methods under one protocol.
+
+    \b
+    Example:
+      bench run --methods nemo,mwt --models vgg16,vit --preset smoke
+      bench report
+    """
+
+
+def _csv(values: tuple[str, ...] | str | None) -> tuple[str, ...]:
+    if values is None:
+        return ()
+    text = ",".join(values) if isinstance(values, tuple) else values
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _listed(cli_values: tuple[str, ...], config: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Command-line values, else the config file's (a list or a comma-separated string), else ``default``."""
+    if cli_values:
+        return tuple(cli_values)
+    if key not in config:
+        return default
+    value = config[key]
+    return tuple(str(v) for v in value) if isinstance(value, list) else _csv(str(value))
+
+
+@cli.command()
+@click.option("--methods", help="Methods, comma separated (default: standard,mwt,nemo).")
+@click.option("--models", multiple=True, help="Models with arguments, e.g. vgg16:width=0.25,vit_s:depth=4 "
+              "(default: simcnn:width=0.25 and vit_s:depth=4,width=0.25).")
+@click.option("--datasets", multiple=True, help="Data sets (default: digits).")
+@click.option("--seeds", help="Seeds, comma separated (default: 0).")
+@click.option("--tasks", multiple=True, help="Target classes of one sub-task, repeatable: --tasks 0,1 --tasks 2,3,4.")
+@click.option("--thresholds", help="Module thresholds, comma separated (default: 0.9).")
+@click.option("--preset", type=click.Choice(["smoke", "paper"]), help="Training recipes (default: smoke).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value (epochs=30) or a method hyperparameter (mwt.alpha=0.5).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with these options.")
+@click.option("--out", type=click.Path(path_type=Path), help="Runs directory (default: runs).")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Where CIFAR/SVHN files live.")
+@click.option("--download", is_flag=True, help="Download missing data sets (when the network allows).")
+@click.option("--device", help="auto, cpu, cuda or cuda:N (default: auto).")
+@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), help="Where cells run (default: local).")
+@click.option("--ray-address", help="Join this Ray cluster (executor ray).")
+@click.option("--slurm-partition", help="Slurm partition (executor slurm).")
+@click.option("--plugins-dir", type=click.Path(path_type=Path), help="Also load plugins from the .py files here.")
+@click.option("--quiet", is_flag=True, help="No progress bars, warnings only.")
+def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...], seeds: str | None,
+        tasks: tuple[str, ...], thresholds: str | None, preset: str | None, sets: tuple[str, ...],
+        config_file: Path | None, out: Path | None, data_root: Path | None, download: bool, device: str | None,
+        executor: str | None, ray_address: str | None, slurm_partition: str | None, plugins_dir: Path | None,
+        quiet: bool) -> int:
+    """Train, modularize and reuse every cell of a grid, then print the comparison.
+
+    \b
+    With no options: the built-in methods on a small CNN and a small ViT, on the
+    offline digits data set, preset smoke (minutes on a laptop CPU).
+    \b
+    Examples:
+      bench run
+      bench run --methods nemo,mwt --models vgg16,vit --preset smoke
+      bench run --methods mwt --models resnet18:width=0.25 --tasks 0,1 --set mwt.beta=1.0
+      bench run --preset paper --datasets cifar10 --data-root ~/data --device cuda
+    """
+    from bench.config import GridConfig, parse_csv, parse_overrides, parse_refs, parse_task, read_config_file
+
+    config = read_config_file(config_file) if config_file else {}
+    grid = GridConfig(
+        methods=_listed(_csv(methods), config, "methods", BUILTIN_METHODS),
+        models=tuple(parse_refs(_listed(models, config, "models", DEFAULT_MODELS))),
+        datasets=tuple(parse_refs(_listed(datasets, config, "datasets", ("digits",)))),
+        seeds=parse_csv(",".join(_listed(_csv(seeds), config, "seeds", ("0",))), int, "seeds"),
+        tasks=tuple(parse_task(t) for t in _listed(tasks, config, "tasks", DEFAULT_TASKS)),
+        thresholds=parse_csv(",".join(_listed(_csv(thresholds), config, "thresholds", ("0.9",))), float,
+                             "thresholds"),
+        preset=preset or config.get("preset", "smoke"),
+        overrides=parse_overrides(sets or tuple(f"{k}={v}" for k, v in config.get("set", {}).items())),
+        out=Path(out or config.get("out", "runs")),
+        data_root=Path(data_root or config["data_root"]) if (data_root or "data_root" in config) else None,
+        download=download or bool(config.get("download", False)),
+        device=device or config.get("device", "auto"),
+        plugins_dir=Path(plugins_dir or config["plugins_dir"]) if (plugins_dir or "plugins_dir" in config) else None,
+        quiet=quiet or bool(config.get("quiet", False)),
+    )
+    options = {k: v for k, v in {"address": ray_address, "partition": slurm_partition}.items() if v}
+    from rich.console import Console
+
+    from bench.report import rich_table, summarize, task_rows
+    from bench.runner import run_grid
+
+    records = run_grid(grid, executor or config.get("executor", "local"), Console(stderr=True), options)
+    if records:
+        Console().print(rich_table(summarize(task_rows(records)), title=f"modbench: {grid.preset} preset"))
+    failed = [r for r in records if r.get("error")]
+    if failed:
+        click.echo(f"{len(failed)} of {len(records)} records failed; see their 'error' field (bench show RUN)",
+                   err=True)
+        return 1
+    return 0
+
+
+@cli.command()
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Runs directory to read records from.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of the terminal.")
+@click.option("--plots", type=click.Path(path_type=Path), help="Also draw comparison plots (PNG) into this folder.")
+def report(runs: Path, fmt: str, out: Path | None, plots: Path | None) -> int:
+    """Render the comparison table from the records under a runs directory.
+
+    \b
+    Examples:
+      bench report
+      bench report --format md --out reports/digits.md --plots reports/
+      bench report --runs runs/ --format latex
+    """
+    from rich.console import Console
+
+    from bench.report import load_records, render, rich_table, summarize, task_rows
+
+    records = load_records(runs)
+    if not records:
+        raise UsageError(f"no records under {runs} (run `bench run` first, or pass --runs DIR)")
+    summary = summarize(task_rows(records))
+    if plots is not None:
+        from bench.plots import draw_plots
+
+        for path in draw_plots(task_rows(records), plots):
+            click.echo(f"wrote {path}", err=True)
+    if fmt == "table":
+        console = Console(file=open(out, "w")) if out else Console()  # noqa: SIM115
+        console.print(rich_table(summary))
+        return 0
+    text = render(summary, fmt)
+    if out:
+        from bench.store import atomic_write
+
+        atomic_write(out, text.encode())
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+    return 0
+
+
+@cli.command(name="list")
+@click.argument("kind", required=False, type=click.Choice(["methods", "models", "datasets"]))
+@click.argument("pattern", required=False, default="*")
+def list_(kind: str | None, pattern: str) -> int:
+    """List registered methods, models and data sets, with one-line descriptions.
+
+    \b
+    Examples:
+      bench list
+      bench list models 'vit*'
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.plugins import get_plugins
+
+    plugins = get_plugins()
+    console = Console()
+    for name in [kind] if kind else ["methods", "models", "datasets"]:
+        registry = getattr(plugins, name)
+        table = Table(title=name, title_justify="left")
+        for column in ("name", "description", "from plugin"):
+            table.add_column(column)
+        for item_name in registry.match(pattern):
+            item = registry.get(item_name)
+            aliases = registry.aliases_of(item_name)
+            label = item_name + (f" ({', '.join(aliases)})" if aliases else "")
+            table.add_row(label, _describe(name, item), registry.owner[item_name])
+        console.print(table)
+    return 0
+
+
+def _describe(kind: str, item: Any) -> str:
+    if kind == "methods":
+        return f"{item.description} [{', '.join(item.families)}]"
+    if kind == "models":
+        args = ", ".join(item.arguments())
+        return f"{item.description} [{item.family}; args: {args}]"
+    return f"{item.description} [{item.num_classes} classes]"
+
+
+@cli.command()
+def plugins() -> int:
+    """Show loaded plugins, where each comes from and which hooks it implements.
+
+    \b
+    Example:
+      MODBENCH_LOAD_PLUGINS= bench plugins     # built-ins only
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.plugins import get_plugins
+
+    state = get_plugins()
+    table = Table(title="plugins", title_justify="left")
+    for column in ("plugin", "from", "hooks"):
+        table.add_column(column)
+    for name, origin in state.origins.items():
+        table.add_row(name, origin, ", ".join(state.hooks_of(name)))
+    Console().print(table)
+    return 0
+
+
+@cli.command()
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw record.")
+def show(run_path: Path, runs: Path, as_json: bool) -> int:
+    """Show one run's record, readable. RUN is a record file, its folder, or a run_id.
+
+    \b
+    Examples:
+      bench show runs/digits/simcnn-width0.25/mwt/3f2a9c1b0d4e/t0.9
+      bench show digits/simcnn-width0.25/mwt/3f2a9c1b0d4e/t0.9 --json
+    """
+    from rich.console import Console
+
+    from bench.show import find_record, render_record
+
+    record = find_record(run_path, runs)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(record, indent=2))
+    else:
+        Console().print(render_record(record))
+    return 0
+
+
+def main() -> None:
+    """Entry point of the ``bench`` console script."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        code = 130
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished stages are kept; run the same command again to resume", err=True)
+        code = 130
+    except BenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,232 @@
+"""What a run is made of: the grid the user asked for and the parsed pieces of the command line.
+
+Parsing is strict and early: a bad model argument, class id or ``--set`` key stops the run
+before anything is trained, with one line that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UsageError
+from bench.presets import RECIPE_FIELDS
+
+Args = tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A registered name with keyword arguments, as typed: ``vit_s:depth=4,width=0.25``."""
+
+    name: str
+    args: Args = ()
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The arguments as a dict."""
+        return dict(self.args)
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe label: ``vit_s-depth4-width0.25``."""
+        return "-".join([self.name, *(f"{k}{_format(v)}" for k, v in self.args)])
+
+    def __str__(self) -> str:
+        if not self.args:
+            return self.name
+        return f"{self.name}:" + ",".join(f"{k}={_format(v)}" for k, v in self.args)
+
+
+def _format(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def parse_value(raw: str) -> Any:
+    """'4' -> 4, '0.25' -> 0.25, 'true'/'false' -> bool, anything else stays a string."""
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw.strip()
+
+
+def parse_refs(items: list[str] | tuple[str, ...]) -> list[Ref]:
+    """Parse ``--models`` / ``--datasets`` values.
+
+    Items are comma separated; ``name:key=value`` starts a reference with arguments and a later
+    ``key=value`` without a colon continues the previous reference's arguments.
+    """
+    refs: list[tuple[str, dict[str, Any]]] = []
+    for chunk in ",".join(items).split(","):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        if ":" in chunk:
+            name, first = chunk.split(":", 1)
+            refs.append((name.strip(), {}))
+            chunk = first
+        elif "=" not in chunk:
+            refs.append((chunk, {}))
+            continue
+        if not refs or "=" not in chunk:
+            raise UsageError(f"cannot read '{chunk}': write arguments as name:key=value (e.g. vgg16:width=0.25)")
+        key, value = chunk.split("=", 1)
+        refs[-1][1][key.strip()] = parse_value(value)
+    return [Ref(name, tuple(sorted(args.items()))) for name, args in refs]
+
+
+def parse_task(text: str) -> tuple[int, ...]:
+    """'0,1' -> (0, 1): the target classes of one sub-task."""
+    try:
+        classes = tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise UsageError(f"bad task '{text}': give class ids separated by commas, e.g. --tasks 0,1") from None
+    if not classes:
+        raise UsageError("a task needs at least one class id, e.g. --tasks 0,1")
+    if len(set(classes)) != len(classes):
+        raise UsageError(f"task '{text}' names a class twice")
+    return classes
+
+
+def parse_csv(text: str, cast: type, what: str) -> tuple:
+    """'0,1,2' -> (0, 1, 2) with a one-line error naming ``what``."""
+    try:
+        return tuple(cast(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"bad {what} '{text}': expected {cast.__name__} values separated by commas") from None
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """``--set`` values: recipe fields (``epochs=30``) and method hyperparameters (``mwt.alpha=0.5``)."""
+
+    recipe: Args = ()
+    methods: tuple[tuple[str, Args], ...] = ()
+
+    def for_method(self, name: str) -> dict[str, Any]:
+        """Raw hyperparameter values given for method ``name``."""
+        return dict(dict(self.methods).get(name, ()))
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> Overrides:
+    """Split ``--set key=value`` items into recipe and per-method values (values still raw)."""
+    recipe: dict[str, Any] = {}
+    methods: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"bad --set '{item}': write key=value, e.g. --set epochs=30 or --set mwt.alpha=0.5")
+        key, value = (s.strip() for s in item.split("=", 1))
+        if "." in key:
+            method, name = key.split(".", 1)
+            methods.setdefault(method, {})[name] = parse_value(value)
+        elif key in RECIPE_FIELDS:
+            recipe[key] = parse_value(value)
+        else:
+            raise UsageError(f"unknown setting '{key}'{_suggest(key, RECIPE_FIELDS)} (settings: "
+                             f"{', '.join(RECIPE_FIELDS)}; method values as method.key)")
+    return Overrides(tuple(sorted(recipe.items())),
+                     tuple(sorted((m, tuple(sorted(v.items()))) for m, v in methods.items())))
+
+
+def _suggest(name: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def coerce_fields(target: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
+    """Check ``values`` against the fields of dataclass ``target`` and convert them to the fields' types.
+
+    ``owner`` names the thing being configured in error messages ('recipe', 'method mwt').
+    """
+    known = {f.name: f for f in dataclasses.fields(target)}
+    converted = {}
+    for key, value in values.items():
+        if key not in known:
+            raise UsageError(f"{owner} has no setting '{key}'{_suggest(key, list(known))} "
+                             f"(it has: {', '.join(known)})")
+        converted[key] = _convert(value, _field_type(known[key]), key)
+    return converted
+
+
+def _field_type(f: dataclasses.Field) -> str:
+    hint = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return hint.replace(" ", "")
+
+
+def _convert(value: Any, hint: str, key: str) -> Any:
+    base = hint.replace("|None", "").replace("None|", "")
+    if value == "none" and "None" in hint:
+        return None
+    wrong = UsageError(f"bad value for {key}: '{value}' is not {'an' if base == 'int' else 'a'} {base}")
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        return float(value)
+    if base == "str":
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """Everything ``bench run`` was asked to do: the grid axes and the run-wide options."""
+
+    methods: tuple[str, ...]
+    models: tuple[Ref, ...]
+    datasets: tuple[Ref, ...]
+    seeds: tuple[int, ...] = (0,)
+    tasks: tuple[tuple[int, ...], ...] = ((0, 1),)
+    thresholds: tuple[float, ...] = (0.9,)
+    preset: str = "smoke"
+    overrides: Overrides = field(default_factory=Overrides)
+    out: Path = Path("runs")
+    data_root: Path | None = None
+    download: bool = False
+    device: str = "auto"
+    plugins_dir: Path | None = None
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """One grid cell (method x model x dataset x seed) with the run-wide options: ``run_cell``'s input."""
+
+    method: str
+    model: Ref
+    dataset: Ref
+    seed: int
+    grid: GridConfig
+    record: bool = True  # False for a dependency trained only for others (a DeiT teacher)
+
+    @property
+    def label(self) -> str:
+        """'nemo / vit_s:depth=4 / digits / seed 0'."""
+        return f"{self.method} / {self.model} / {self.dataset} / seed {self.seed}"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Options from a TOML file: the ``bench run`` option names as keys (``methods = ["mwt"]``)."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None

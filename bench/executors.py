@@ -1,0 +1,51 @@
+"""Executors: where the cells of a grid run. Each calls the same ``Session.run_cell``.
+
+``local`` runs cells in this process, one after another. ``ray`` makes each cell a Ray task with
+one GPU (``--ray-address`` joins a cluster); ``slurm`` submits a job array through submitit. Both
+run dependencies (standard models, teachers) in a first wave, skip cells whose records already
+exist without error, and rely on the store's locks and caches when cells share a stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from bench.config import CellConfig
+from bench.errors import UsageError
+
+log = logging.getLogger("bench")
+
+
+class Executor(Protocol):
+    """Runs cells and returns their records."""
+
+    def run(self, cells: list[CellConfig], session: Any) -> list[dict[str, Any]]:
+        """Run ``cells`` (dependencies first) and return every record written."""
+        ...
+
+
+class LocalExecutor:
+    """In process, sequential: the default, and the one that shows progress bars."""
+
+    def run(self, cells: list[CellConfig], session: Any) -> list[dict[str, Any]]:
+        """Run the cells one by one with a grid-level progress bar."""
+        records: list[dict[str, Any]] = []
+        session.bars.start("grid", "grid", len(cells))
+        for cell in cells:
+            session.bars.describe("grid", f"grid: {cell.label}")
+            records.extend(session.run_cell(cell))
+            session.bars.advance("grid")
+        session.bars.describe("grid", "grid")
+        return records
+
+
+def get_executor(name: str, **options: Any) -> Executor:
+    """The executor called ``name`` ('local', 'ray', 'slurm') with its options."""
+    if name == "local":
+        return LocalExecutor()
+    if name in ("ray", "slurm"):
+        from bench import cluster
+
+        return cluster.RayExecutor(**options) if name == "ray" else cluster.SlurmExecutor(**options)
+    raise UsageError(f"unknown executor '{name}' (choose local, ray or slurm)")

@@ -1,0 +1,115 @@
+"""Mask generators and the policy deciding which units of a zoo model are masked.
+
+A generator sees a unit's *input*, pools it (over space for a conv, over tokens for a linear
+layer) and maps it through Linear -> ReLU -> Linear -> tanh -> ReLU to a per-sample mask in
+[0, 1) over the unit's outputs. Attaching generators turns a zoo model into its modular form
+in place; the architecture is otherwise unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.models.layers import ConvUnit, LinearUnit, units
+
+# (hidden-halving threshold, first layer has a bias) per unit kind, as in the authors' code:
+# MwT's conv generators halve from 128 outputs and have no first bias, NeMo's neuron generators
+# halve only from 3073 (never, for ViT-s) and carry both biases.
+CONV_GENERATOR = (128, False)
+LINEAR_GENERATOR = (3073, True)
+
+
+class MaskGenerator(nn.Module):
+    """Linear(in -> h) -> ReLU -> Linear(h -> out) -> tanh -> ReLU on the pooled input.
+
+    ``h`` is ``out`` when ``out < halve_from`` else ``out // 2``; weights kaiming-normal, biases
+    1.0, so a fresh generator starts with most units open.
+    """
+
+    def __init__(self, in_features: int, out_features: int, halve_from: int = 128, first_bias: bool = False) -> None:
+        super().__init__()
+        hidden = out_features if out_features < halve_from else out_features // 2
+        self.fc1 = nn.Linear(in_features, hidden, bias=first_bias)
+        self.fc2 = nn.Linear(hidden, out_features)
+        for fc in (self.fc1, self.fc2):
+            nn.init.kaiming_normal_(fc.weight)
+            if fc.bias is not None:
+                nn.init.constant_(fc.bias, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean(dim=(2, 3)) if x.dim() == 4 else x.mean(dim=1) if x.dim() == 3 else x
+        return F.relu(torch.tanh(self.fc2(F.relu(self.fc1(pooled)))))  # (batch, out_features)
+
+
+class FixedMask(nn.Module):
+    """A constant 0/1 mask standing in for a generator (the module-mask view of a modular model)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("value", mask.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value.expand(x.shape[0], -1)
+
+
+def maskable_units(model: nn.Module) -> list[tuple[str, ConvUnit | LinearUnit]]:
+    """The units a modularization method may mask, in order.
+
+    CNNs: every conv unit but the first. ViTs: every linear unit of encoder blocks 1..L-1 (block 0
+    and the classifier stay whole). A model may define ``maskable_units()`` to choose its own.
+    """
+    if hasattr(model, "maskable_units"):
+        return model.maskable_units()
+    family = getattr(model, "family", None)
+    if family == "cnn":
+        return [(n, u) for n, u in units(model) if isinstance(u, ConvUnit)][1:]
+    if family == "vit":
+        return [(n, u) for n, u in units(model) if n.startswith("blocks.") and not n.startswith("blocks.0.")]
+    raise ValueError(f"no masking policy for model family {family!r}")
+
+
+def new_generator(unit: ConvUnit | LinearUnit) -> MaskGenerator:
+    """A fresh generator shaped for ``unit`` (conv: kernel masks, linear: neuron masks)."""
+    if isinstance(unit, ConvUnit):
+        halve_from, first_bias = CONV_GENERATOR
+        return MaskGenerator(unit.conv.in_channels, unit.num_units, halve_from, first_bias)
+    halve_from, first_bias = LINEAR_GENERATOR
+    return MaskGenerator(unit.in_features, unit.num_units, halve_from, first_bias)
+
+
+def attach_generators(model: nn.Module) -> nn.Module:
+    """Give every maskable unit of ``model`` a fresh ``MaskGenerator``; returns ``model``."""
+    for _, unit in maskable_units(model):
+        unit.generator = new_generator(unit)
+    return model
+
+
+def fix_masks(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
+    """Replace the generators named in ``keep`` by their fixed 0/1 masks; returns ``model``."""
+    named = dict(units(model))
+    for name, mask in keep.items():
+        unit = named[name]
+        unit.generator = FixedMask(mask.to(next(unit.parameters()).device))
+    return model
+
+
+def remove_generators(model: nn.Module) -> nn.Module:
+    """Drop every generator: the standard architecture again; returns ``model``."""
+    for _, unit in units(model):
+        unit.generator = None
+        unit.mask = None
+    return model
+
+
+def generator_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(model parameters, mask-generator parameters): the two optimizer groups of modular training."""
+    gen_ids = {id(p) for _, u in units(model) if u.generator is not None for p in u.generator.parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [p for p in params if id(p) not in gen_ids], [p for p in params if id(p) in gen_ids]
+
+
+def current_masks(model: nn.Module) -> list[torch.Tensor]:
+    """The masks of the last forward pass, one (batch, units) tensor per masked unit, in order."""
+    return [u.mask for _, u in maskable_units(model) if u.generator is not None and u.mask is not None]

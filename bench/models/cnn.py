@@ -1,0 +1,140 @@
+"""The CNNs of the zoo (CIFAR-size inputs, 32x32x3), built from ``ConvUnit`` and ``Residual``.
+
+Every CNN is ``features`` (units, pools, residual blocks) -> flatten -> ``classifier``, the one
+shape that ``bench.extract`` knows how to shrink. ``width`` scales every channel count and the
+hidden width of the classifier; ``bn=False`` gives the published no-BN SimCNN / ResCNN.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.models.layers import ConvUnit, Residual
+
+VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+RESCNN_LAYOUT = (  # (out channels, max-pool after, residual pair starts here)
+    (64, False), (128, True), "R", (256, True), (512, True), "R", (512, True), (512, True), "R",
+)
+
+
+def scaled(channels: int, width: float) -> int:
+    """``channels`` times ``width``, rounded, at least 1."""
+    return max(1, round(channels * width))
+
+
+class CNN(nn.Module):
+    """A zoo CNN: ``features`` -> flatten -> ``classifier``; ``family`` is 'cnn'."""
+
+    family = "cnn"
+
+    def __init__(self, features: nn.Sequential, classifier: nn.Sequential, num_classes: int) -> None:
+        super().__init__()
+        self.features = features
+        self.classifier = classifier
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def _init_convs(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _plain_stack(layout: tuple, width: float, bn: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in layout:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            out = scaled(item, width)
+            layers.append(ConvUnit(channels, out, bn=bn))
+            channels = out
+    return nn.Sequential(*layers)
+
+
+def vgg16(num_classes: int, width: float = 1.0) -> CNN:
+    """VGG16-BN, CIFAR variant: 13 convs with BN, 5 max-pools, classifier 512-512-n with dropout."""
+    hidden = scaled(512, width)
+    classifier = nn.Sequential(
+        nn.Linear(scaled(512, width), hidden), nn.ReLU(), nn.Dropout(),
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(),
+        nn.Linear(hidden, num_classes),
+    )
+    model = CNN(_plain_stack(VGG16_LAYOUT, width, bn=True), classifier, num_classes)
+    _init_convs(model)
+    for m in classifier.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def simcnn(num_classes: int, width: float = 1.0, bn: bool = True) -> CNN:
+    """SimCNN (CNNSplitter): VGG16's 13 convs and 5 pools, classifier dropout-512-dropout-512-n."""
+    hidden = scaled(512, width)
+    classifier = nn.Sequential(
+        nn.Dropout(), nn.Linear(scaled(512, width), hidden), nn.ReLU(),
+        nn.Dropout(), nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, num_classes),
+    )
+    model = CNN(_plain_stack(VGG16_LAYOUT, width, bn=bn), classifier, num_classes)
+    _init_convs(model)
+    return model
+
+
+def rescnn(num_classes: int, width: float = 1.0, bn: bool = True) -> CNN:
+    """ResCNN (CNNSplitter): 12 convs, 5 max-pools, 3 residual pairs added after their ReLUs."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in RESCNN_LAYOUT:
+        if item == "R":
+            body = nn.Sequential(ConvUnit(channels, channels, bn=bn), ConvUnit(channels, channels, bn=bn))
+            layers.append(Residual(body, shortcut=None, relu=False))
+            continue
+        out, pool = item
+        out = scaled(out, width)
+        layers.append(ConvUnit(channels, out, bn=bn))
+        if pool:
+            layers.append(nn.MaxPool2d(2))
+        channels = out
+    classifier = nn.Sequential(nn.Dropout(0.5 if bn else 0.4), nn.Linear(channels, num_classes))
+    model = CNN(nn.Sequential(*layers), classifier, num_classes)
+    _init_convs(model)
+    return model
+
+
+def _basic_block(cin: int, cout: int, stride: int) -> Residual:
+    body = nn.Sequential(
+        ConvUnit(cin, cout, stride=stride, bias=False),
+        ConvUnit(cout, cout, bias=False, relu=False),
+    )
+    shortcut = None
+    if stride != 1 or cin != cout:
+        shortcut = ConvUnit(cin, cout, kernel_size=1, stride=stride, bias=False, relu=False)
+    return Residual(body, shortcut, relu=True)
+
+
+def resnet18(num_classes: int, width: float = 1.0) -> CNN:
+    """ResNet18 with the CIFAR stem (3x3 conv, stride 1, no max-pool) and 1x1 downsample convs."""
+    channels = scaled(64, width)
+    layers: list[nn.Module] = [ConvUnit(3, channels, bias=False)]
+    for stage, planes in enumerate((64, 128, 256, 512)):
+        out = scaled(planes, width)
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            layers.append(_basic_block(channels, out, stride))
+            channels = out
+    layers.append(nn.AdaptiveAvgPool2d(1))
+    model = CNN(nn.Sequential(*layers), nn.Sequential(nn.Linear(channels, num_classes)), num_classes)
+    _init_convs(model)
+    return model

@@ -1,0 +1,102 @@
+"""The units that masking and extraction act on, and the residual block that joins them.
+
+A *unit* is a layer whose output channels (conv) or features (linear) can be switched off one by
+one: it may carry a mask ``generator`` (attached by ``bench.masking``) whose per-sample mask in
+[0, 1) multiplies the layer's output. Without a generator the unit is a plain layer, so the
+standard model and the modular model share one architecture.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvUnit(nn.Module):
+    """conv -> BN (optional) -> x mask (when a generator is attached) -> ReLU (optional)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        bias: bool = True,
+        bn: bool = True,
+        relu: bool = True,
+    ) -> None:
+        super().__init__()
+        padding = kernel_size // 2 if padding is None else padding
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
+        self.bn = nn.BatchNorm2d(out_channels) if bn else None
+        self.relu = relu
+        self.generator: nn.Module | None = None
+        self.mask: torch.Tensor | None = None
+
+    @property
+    def num_units(self) -> int:
+        """Output channels: the kernels a module can keep or drop."""
+        return self.conv.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if self.bn is not None:
+            y = self.bn(y)
+        if self.generator is not None:
+            self.mask = self.generator(x)  # (batch, out_channels)
+            y = y * self.mask[:, :, None, None]
+        return F.relu(y) if self.relu else y
+
+    def activity(self, output: torch.Tensor) -> torch.Tensor:
+        """Per-sample active channels (batch, units): mask > 0, or positive post-ReLU spatial mean."""
+        if self.generator is not None and self.mask is not None:
+            return self.mask > 0
+        return F.relu(output).mean(dim=(2, 3)) > 0
+
+
+class LinearUnit(nn.Linear):
+    """A Linear layer whose output features can be masked per sample (every token alike)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.generator: nn.Module | None = None
+        self.mask: torch.Tensor | None = None
+
+    @property
+    def num_units(self) -> int:
+        """Output features: the neurons a module can keep or drop."""
+        return self.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        if self.generator is not None:
+            self.mask = self.generator(x)  # (batch, out_features)
+            y = y * (self.mask[:, None, :] if y.dim() == 3 else self.mask)
+        return y
+
+    def activity(self, output: torch.Tensor) -> torch.Tensor:
+        """Per-sample active neurons (batch, units): mask > 0, or positive mean over tokens."""
+        if self.generator is not None and self.mask is not None:
+            return self.mask > 0
+        return (output.mean(dim=1) if output.dim() == 3 else output) > 0
+
+
+class Residual(nn.Module):
+    """``body(x) + shortcut(x)``, then ReLU when ``relu``; an absent shortcut is the identity."""
+
+    def __init__(self, body: nn.Sequential, shortcut: ConvUnit | None = None, relu: bool = True) -> None:
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+        return F.relu(y) if self.relu else y
+
+
+def units(model: nn.Module) -> list[tuple[str, ConvUnit | LinearUnit]]:
+    """Every unit of ``model`` in module order, with its qualified name."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, (ConvUnit, LinearUnit))]

@@ -1,0 +1,94 @@
+"""The grid: expand it into cells, check it before anything runs, and hand it to an executor.
+
+The standard cell of every model / data set / seed is added automatically (every other method is
+measured against it), and so is the standard teacher of a distilled model (DeiT), trained once
+and reused. Cells run dependencies first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from rich.console import Console
+
+from bench.cell import STANDARD, Session
+from bench.config import CellConfig, GridConfig, Ref, coerce_fields
+from bench.env import resolve_device
+from bench.errors import UsageError
+from bench.executors import get_executor
+from bench.plugins import Plugins, get_plugins
+from bench.presets import Recipe, recipe_for, with_overrides
+from bench.progress import Bars, setup_logging
+
+log = logging.getLogger("bench")
+
+
+def canonical_grid(grid: GridConfig, plugins: Plugins) -> GridConfig:
+    """``grid`` with every name resolved (aliases, typos -> UsageError) and every value checked."""
+    if not grid.methods or not grid.models or not grid.datasets or not grid.seeds:
+        raise UsageError("nothing to run: give at least one method, model, data set and seed")
+    methods = tuple(dict.fromkeys(plugins.methods.canonical(m) for m in grid.methods))
+    models = []
+    for ref in grid.models:
+        spec = plugins.models.get(ref.name)
+        spec.check_args(ref.kwargs)
+        models.append(Ref(spec.name, ref.args))
+    datasets = tuple(Ref(plugins.datasets.canonical(d.name), d.args) for d in grid.datasets)
+    for method_name, _ in grid.overrides.methods:
+        if plugins.methods.canonical(method_name) not in methods:
+            raise UsageError(f"--set {method_name}.…: method '{method_name}' is not part of this run")
+    for name in methods:
+        method = plugins.methods.get(name)
+        for ref in models:
+            family = plugins.models.get(ref.name).family
+            if family not in method.families:
+                raise UsageError(f"method '{name}' does not support {family} models like '{ref.name}'")
+            hparams = method.hparams(family)
+            if dataclasses.is_dataclass(hparams):
+                coerce_fields(type(hparams), grid.overrides.for_method(name), f"method {name}")
+    recipe_values = coerce_fields(Recipe, dict(grid.overrides.recipe), "recipe")
+    for ref in models:
+        with_overrides(recipe_for(grid.preset, plugins.models.get(ref.name).recipe_name(ref.kwargs)), recipe_values)
+    if any(not 0 < t <= 1 for t in grid.thresholds) or not grid.thresholds:
+        raise UsageError(f"thresholds must be in (0, 1], got {list(grid.thresholds)}")
+    return dataclasses.replace(grid, methods=methods, models=tuple(models), datasets=datasets)
+
+
+def expand(grid: GridConfig, plugins: Plugins) -> list[CellConfig]:
+    """The cells of a canonical grid, dependencies (standard models, teachers) first."""
+    cells: list[CellConfig] = []
+    for dataset in grid.datasets:
+        for seed in grid.seeds:
+            for model in grid.models:
+                teacher = plugins.models.get(model.name).teacher
+                if teacher and Ref(teacher) not in grid.models:
+                    cells.append(CellConfig(STANDARD, Ref(teacher), dataset, seed, grid, record=False))
+                for method in (STANDARD, *[m for m in grid.methods if m != STANDARD]):
+                    cells.append(CellConfig(method, model, dataset, seed, grid))
+    return list(dict.fromkeys(cells))
+
+
+def check_data(grid: GridConfig, session: Session) -> None:
+    """Load every data set once (missing files, bad options) and check the tasks' class ids."""
+    for dataset in grid.datasets:
+        data = session.data(dataset, recipe_for(grid.preset, "cnn").val_fraction)
+        for classes in grid.tasks:
+            data.task(classes)
+
+
+def run_grid(grid: GridConfig, executor: str = "local", console: Console | None = None,
+             executor_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run every cell of ``grid``; returns the records written (failed cells carry ``error``)."""
+    console = console or Console(stderr=True)
+    setup_logging(console, grid.quiet)
+    plugins = get_plugins(grid.plugins_dir)
+    grid = canonical_grid(grid, plugins)
+    device = resolve_device(grid.device)
+    cells = expand(grid, plugins)
+    with Bars(console, quiet=grid.quiet) as bars:
+        session = Session(grid, plugins, device, bars)
+        check_data(grid, session)
+        log.info("%d cells on %s, preset %s, results in %s", len(cells), device, grid.preset, grid.out)
+        return get_executor(executor, **(executor_options or {})).run(cells, session)

@@ -1,0 +1,160 @@
+"""The training loop every method shares: optimizer, schedule, AMP, history, model selection.
+
+Methods supply a loss function ``loss_fn(model, x, y) -> (loss, logs)``; logs are scalar tensors
+averaged over the epoch (no host sync per step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.data import BatchLoader
+from bench.metrics import accuracy
+from bench.presets import Recipe
+
+STEP_MILESTONES = (0.3, 0.6)  # CNNSplitter: x0.1 at epochs 60 and 120 of 200
+DISTILL_TEMPERATURE = 1.0
+
+
+@dataclass
+class Schedule:
+    """Optimizer settings of one ``fit``: epochs, base learning rate and schedule shape.
+
+    ``horizon`` stretches a cosine schedule beyond the epochs run (the MwT/NeMo authors fine-tune
+    modules with a cosine of twice the fine-tuning epochs).
+    """
+
+    epochs: int
+    lr: float
+    kind: str = "cosine"
+    warmup_epochs: int = 0
+    horizon: float = 1.0
+
+
+def make_optimizer(recipe: Recipe, groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov) or AdamW over parameter ``groups`` (a group may set its own 'lr')."""
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov and recipe.momentum > 0,
+                           weight_decay=recipe.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step scheduler: cosine (with linear warm-up), step decay, or one-cycle."""
+    total = max(1, schedule.epochs * steps_per_epoch)
+    if schedule.kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total)
+    warm = schedule.warmup_epochs * steps_per_epoch
+    horizon = max(1.0, total * schedule.horizon - warm)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if schedule.kind == "step":
+            passed = sum(step >= m * total for m in STEP_MILESTONES)
+            return 0.1**passed
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / horizon)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when enabled; nothing on CPU (keeps CPU runs exact and deterministic)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Plain cross-entropy on the model's logits."""
+    loss = F.cross_entropy(model(x), y)
+    return loss, {"ce": loss.detach()}
+
+
+def distillation_loss(teacher: nn.Module) -> Callable:
+    """DeiT's objective as the NeMo authors train it: 0.5·CE(cls) + 0.25·(KL(cls‖t) + KL(dist‖t)), τ = 1."""
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        cls, dist = model.forward_heads(x)
+        with torch.no_grad():
+            target = F.softmax(teacher(x).float() / DISTILL_TEMPERATURE, dim=1)
+        ce = F.cross_entropy(cls, y)
+        kl = sum(F.kl_div(F.log_softmax(h.float() / DISTILL_TEMPERATURE, dim=1), target, reduction="batchmean")
+                 for h in (cls, dist)) * DISTILL_TEMPERATURE**2
+        loss = 0.5 * ce + 0.25 * kl
+        return loss, {"ce": ce.detach(), "kl": kl.detach()}
+
+    return loss_fn
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def fit(
+    model: nn.Module,
+    train: BatchLoader,
+    val: BatchLoader | None,
+    recipe: Recipe,
+    schedule: Schedule,
+    loss_fn: Callable = cross_entropy_loss,
+    groups: list[dict] | None = None,
+    select_best: bool = False,
+    on_batch: Callable[[], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place; returns one metrics dict per epoch.
+
+    With ``select_best`` the weights of the epoch with the best validation accuracy are restored
+    at the end (model selection on the validation split, never the test set).
+    """
+    device = next(model.parameters()).device
+    groups = groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    optimizer = make_optimizer(recipe, groups, schedule.lr)
+    scheduler = make_scheduler(optimizer, schedule, len(train))
+    history: list[dict[str, float]] = []
+    best: tuple[float, dict] | None = None
+    for epoch in range(schedule.epochs):
+        start = time.perf_counter()
+        model.train()
+        train.set_epoch(epoch)
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        for x, y in train:
+            with autocast(device, recipe.amp):
+                loss, logs = loss_fn(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            for key, value in {"loss": loss.detach(), **logs}.items():
+                sums[key] = sums.get(key, 0) + value.float()
+            steps += 1
+            if on_batch is not None:
+                on_batch()
+        row = {"epoch": epoch + 1, **{k: float(v) / max(steps, 1) for k, v in sums.items()}}
+        if not math.isfinite(row.get("loss", 0.0)):
+            raise Diverged(f"training diverged: the loss is {row['loss']} at epoch {epoch + 1} "
+                           f"(try a smaller lr with --set lr=...)")
+        if val is not None:
+            row["val_acc"] = accuracy(model, val)
+            if select_best and (best is None or row["val_acc"] > best[0]):
+                best = (row["val_acc"], copy.deepcopy(model.state_dict()))
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    if best is not None:
+        model.load_state_dict(best[1])
+    return history
