@@ -124,7 +124,7 @@ class Session:
         spec = self.plugins.models.get(model.name)
         model = Ref(spec.name, model.args)
         spec.check_args(model.kwargs)
-        hparams = method.hparams(spec.family)
+        hparams = method.hparams(spec)
         if dataclasses.is_dataclass(hparams):
             values = coerce_fields(type(hparams), self.grid.overrides.for_method(method.name), f"method {method.name}")
             hparams = dataclasses.replace(hparams, **values)

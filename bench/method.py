@@ -119,8 +119,8 @@ class Method:
     Hparams: ClassVar[type] = NoHparams
     finetune: ClassVar[bool] = True
 
-    def hparams(self, family: str) -> Any:
-        """Default hyperparameters for a model family (override for per-family defaults)."""
+    def hparams(self, model: ModelSpec) -> Any:
+        """Default hyperparameters for a model (override for per-model or per-family defaults)."""
         return self.Hparams()
 
     def build(self, ctx: TrainContext) -> nn.Module:

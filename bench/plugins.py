@@ -29,6 +29,8 @@ DEFAULT_PLUGINS = (
     "bench.models.builtin",
     "bench.data.builtin",
     "methods.standard",
+    "methods.mwt",
+    "methods.nemo",
 )
 ENTRY_POINT_GROUP = "modbench"
 FAMILIES = ("cnn", "vit")

@@ -1,0 +1,76 @@
+"""MwT: kernel-level modularizing while training (Qi et al., ICSE 2024).
+
+Loss = CE + alpha * cohesion + beta * coupling, where per masked layer, with the masks
+L2-normalised per sample and S their cosine similarities over pairs i < j, cohesion = 1 - mean S
+over same-class pairs and coupling = mean S over different-class pairs, averaged over layers.
+On ViTs it runs as the NeMo paper's Transformer baseline: the same neuron masks, this loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bench.hookspecs import hookimpl
+from bench.masked_method import MaskedMethod, check_extraction
+from bench.models.spec import ModelSpec
+
+
+@dataclass
+class MwTHparams:
+    """MwT hyperparameters.
+
+    alpha: weight of the cohesion loss (paper: 0.5).
+    beta: weight of the coupling loss (paper: 1.5 on CNNs; the NeMo authors' ViT script: 0.5).
+    mask_lr: learning rate of the mask generators (None: the model's, as in the paper).
+    """
+
+    alpha: float = 0.5
+    beta: float = 1.5
+    mask_lr: float | None = None
+    extraction: str = field(default="exact", metadata={"stage": "compose"})
+
+    def __post_init__(self) -> None:
+        check_extraction(self.extraction)
+
+
+def cohesion_coupling_loss(masks: list[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cohesion loss, coupling loss) averaged over layers; masks are (batch, units) each."""
+    same = labels[:, None] == labels[None, :]  # (batch, batch)
+    upper = torch.ones_like(same).triu(diagonal=1)
+    pos, neg = same & upper, ~same & upper
+    cohesion, coupling = [], []
+    for mask in masks:
+        z = F.normalize(mask.float(), p=2, dim=1)
+        sim = z @ z.T  # (batch, batch) cosine similarities
+        cohesion.append(1 - sim[pos].sum() / pos.sum().clamp(min=1))
+        coupling.append(sim[neg].sum() / neg.sum().clamp(min=1))
+    return torch.stack(cohesion).mean(), torch.stack(coupling).mean()
+
+
+class MwT(MaskedMethod):
+    """Kernel-level MwT on CNNs; the NeMo paper's neuron-level MwT baseline on ViTs."""
+
+    name = "mwt"
+    description = "MwT (ICSE'24): masks trained with cosine cohesion/coupling losses"
+    Hparams = MwTHparams
+
+    def hparams(self, model: ModelSpec) -> MwTHparams:
+        """alpha 0.5; beta 1.5 on CNNs, 0.5 on ViTs (the NeMo authors' baseline script)."""
+        return MwTHparams(beta=1.5 if model.family == "cnn" else 0.5)
+
+    def mask_loss(self, masks: list[torch.Tensor], labels: torch.Tensor, hparams: Any,
+                  family: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """alpha * cohesion + beta * coupling."""
+        cohesion, coupling = cohesion_coupling_loss(masks, labels)
+        loss = hparams.alpha * cohesion + hparams.beta * coupling
+        return loss, {"cohesion_loss": cohesion.detach(), "coupling_loss": coupling.detach()}
+
+
+@hookimpl
+def register_methods(register: Any) -> None:
+    """MwT."""
+    register(MwT())
