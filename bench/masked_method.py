@@ -19,7 +19,6 @@ from bench.masking import attach_generators, current_masks, generator_parameters
 from bench.method import Method, StageContext, TrainContext, TrainedModel
 from bench.modules import ModuleSet, threshold_masks
 
-
 EXTRACTION_MODES = ("exact", "paper")
 
 
