@@ -83,12 +83,11 @@ class Trained:
 
 @dataclass
 class Reference:
-    """The standard model a cell is measured against: size, FLOPs, latency, directory."""
+    """The standard model a cell is measured against: its trained model, size and FLOPs."""
 
     trained: Trained
     params: int
     flops: int
-    latency: float
 
 
 class Session:
@@ -243,14 +242,12 @@ class Session:
         return values
 
     def reference(self, r: Resolved) -> Reference:
-        """The standard model of ``r``'s model, data set and seed, with its size, FLOPs and latency."""
+        """The standard model of ``r``'s model, data set and seed, with its size and FLOPs."""
         standard = self.resolve(STANDARD, r.model, r.dataset, r.seed)
         trained = self.trained(standard)
         if trained.directory not in self._references:
-            model = trained.model.model
             numbers = self.model_metrics(standard, trained)
-            self._references[trained.directory] = Reference(
-                trained, numbers["params"], numbers["flops"], metrics.latency(model, r.recipe.latency_batch))
+            self._references[trained.directory] = Reference(trained, numbers["params"], numbers["flops"])
         return self._references[trained.directory]
 
     def standard_task_accuracy(self, r: Resolved, ref: Reference, classes: tuple[int, ...]) -> float:
@@ -345,7 +342,7 @@ class Session:
             "retention_sum": float(kept.sum()) / modules.masks.shape[1],
             "params": params, "weight_retention": params / ref.params, "flops": flops,
             "flops_ratio": flops / ref.flops,
-            "latency_ratio": metrics.latency(module, r.recipe.latency_batch) / ref.latency,
+            "latency_ratio": metrics.latency_ratio(module, ref.trained.model.model, r.recipe.latency_batch),
             "finetune_history": history, "seconds": time.perf_counter() - start,
         }
         store.write_json(path, entry)

@@ -137,7 +137,8 @@ def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...],
 
     records = run_grid(grid, executor or config.get("executor", "local"), Console(stderr=True), options)
     if records:
-        Console().print(rich_table(summarize(task_rows(records)), title=f"modbench: {grid.preset} preset"))
+        console = Console(width=None if sys.stdout.isatty() else 140)
+        console.print(rich_table(summarize(task_rows(records)), title=f"modbench, {grid.preset} preset"))
     failed = [r for r in records if r.get("error")]
     if failed:
         click.echo(f"{len(failed)} of {len(records)} records failed; see their 'error' field (bench show RUN)",
@@ -175,8 +176,11 @@ def report(runs: Path, fmt: str, out: Path | None, plots: Path | None) -> int:
         for path in draw_plots(task_rows(records), plots):
             click.echo(f"wrote {path}", err=True)
     if fmt == "table":
-        console = Console(file=open(out, "w")) if out else Console()  # noqa: SIM115
-        console.print(rich_table(summary))
+        if out:
+            with open(out, "w") as fh:
+                Console(file=fh, width=140).print(rich_table(summary))
+        else:
+            Console(width=None if sys.stdout.isatty() else 140).print(rich_table(summary))
         return 0
     text = render(summary, fmt)
     if out:

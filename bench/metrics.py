@@ -9,7 +9,7 @@ import math
 import statistics
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +17,8 @@ from torch import nn
 from bench.modules import ActivityStats, ModuleSet
 
 # fvcore reports these as unsupported but they are elementwise or data movement: no multiply-adds.
-COMPUTE_OP_MARKERS = ("conv", "mm", "matmul", "linear", "einsum", "attention", "bmm", "addmm")
+COMPUTE_OP_MARKERS = ("conv", "mm", "mv", "matmul", "linear", "einsum", "attention", "dot", "bilinear", "rnn",
+                      "lstm", "gru")
 
 
 @torch.no_grad()
@@ -94,8 +95,8 @@ def _sdpa_flops(inputs: list, outputs: list) -> int:
     return batch * length * keys * (depth + value_depth)  # q·kᵀ and attn·v multiply-adds
 
 
-def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> int:
-    """Multiply-adds of one forward pass (fvcore, attention included).
+def flops_by_operator(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> dict[str, int]:
+    """Multiply-adds of one forward pass per operator (fvcore, attention included).
 
     Raises RuntimeError when fvcore meets a compute op (conv, matmul, attention...) it cannot
     count, instead of silently under-reporting.
@@ -110,33 +111,48 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32))
         analysis = FlopCountAnalysis(model, torch.zeros(input_shape, device=device))
         analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_flops)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        total = analysis.total()
+        counts = {op: int(n) for op, n in analysis.by_operator().items()}
         missed = [op for op in analysis.unsupported_ops() if any(m in op for m in COMPUTE_OP_MARKERS)]
     model.train(was_training)
     if missed:
         raise RuntimeError(f"FLOP count incomplete: fvcore cannot count {', '.join(sorted(missed))}")
-    return int(total)
+    return counts
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> int:
+    """Multiply-adds of one forward pass (fvcore, attention included; see ``flops_by_operator``)."""
+    return sum(flops_by_operator(model, input_shape).values())
+
+
+def _timed(model: nn.Module, x: torch.Tensor, sync: Callable[[], None]) -> float:
+    sync()
+    start = time.perf_counter()
+    model(x)
+    sync()
+    return time.perf_counter() - start
 
 
 @torch.no_grad()
-def latency(model: nn.Module, batch_size: int = 32, warmup: int = 3, iters: int = 10) -> float:
-    """Median seconds of one forward pass on a (batch_size, 3, 32, 32) batch, after warm-up.
+def latency_ratio(module: nn.Module, reference: nn.Module, batch_size: int = 32, warmup: int = 3,
+                  iters: int = 10) -> float:
+    """Median forward time of ``module`` over that of ``reference`` on a (batch_size, 3, 32, 32) batch.
 
+    The two are timed alternately, after warm-up, so that a slow moment of the machine affects both;
     CUDA work is synchronised around every timed pass.
     """
-    device = next(model.parameters()).device
+    device = next(module.parameters()).device
     x = torch.randn(batch_size, 3, 32, 32, device=device)
-    was_training = model.training
-    model.eval()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    modes = module.training, reference.training
+    module.eval()
+    reference.eval()
     for _ in range(warmup):
-        model(x)
-    times = []
+        module(x)
+        reference(x)
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(iters):
-        sync()
-        start = time.perf_counter()
-        model(x)
-        sync()
-        times.append(time.perf_counter() - start)
-    model.train(was_training)
-    return statistics.median(times)
+        times[0].append(_timed(module, x, sync))
+        times[1].append(_timed(reference, x, sync))
+    module.train(modes[0])
+    reference.train(modes[1])
+    return statistics.median(times[0]) / statistics.median(times[1])

@@ -23,8 +23,8 @@ COLUMNS = {  # column -> (header, kind) ; kinds: pct (share shown as %), num, ra
     "cohesion": ("cohesion", "num"),
     "coupling": ("coupling", "num"),
     "module_acc": ("module acc", "pct"),
-    "standard_acc": ("standard acc", "pct"),
-    "acc_delta": ("Δ acc (pts)", "pts"),
+    "standard_acc": ("std acc", "pct"),
+    "acc_delta": ("Δ pts", "pts"),
     "module_acc_before_finetune": ("acc before FT", "pct"),
     "weight_retention": ("weights", "pct"),
     "flops_ratio": ("FLOPs", "pct"),
@@ -32,9 +32,9 @@ COLUMNS = {  # column -> (header, kind) ; kinds: pct (share shown as %), num, ra
     "train_seconds": ("train s", "int"),
     "seeds": ("seeds", "int"),
 }
-FOOTNOTE = ("module acc / standard acc: mean over tasks and seeds; weights, FLOPs, latency: reused module / "
-            "standard model; retention: share of units kept (union over the task's classes); "
-            "a FLOP is one multiply-add")
+FOOTNOTE = ("Means over tasks and seeds. module acc: reused module on its task; std acc: standard model, "
+            "logits restricted to the task; weights, FLOPs, latency: reused module / standard model; "
+            "retention: units kept (union over the task's classes). A FLOP is one multiply-add.")
 
 
 def load_records(runs: Path) -> list[dict[str, Any]]:
@@ -114,9 +114,20 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+TERMINAL_HIDDEN = ("acc before FT", "train s", "seeds")
+
+
 def rich_table(summary: pd.DataFrame, title: str = "modbench") -> Table:
-    """The comparison as a rich table for the terminal."""
-    shown = display_frame(summary)
+    """The comparison as a rich table for the terminal.
+
+    Identity columns that hold one value only (say, a single data set) move into the title, and a
+    few secondary columns are left to the other formats, so the table fits a laptop terminal.
+    """
+    shown = display_frame(summary).drop(columns=list(TERMINAL_HIDDEN), errors="ignore")
+    constant = [k for k in ("dataset", "threshold") if k in shown and shown[k].nunique() == 1]
+    if constant:
+        title += " (" + ", ".join(f"{k} {shown[k].iloc[0]}" for k in constant) + ")"
+        shown = shown.drop(columns=constant)
     table = Table(title=title, caption=FOOTNOTE, caption_justify="left")
     for column in shown.columns:
         table.add_column(str(column), justify="left" if column in KEYS or column == "error" else "right")

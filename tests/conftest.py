@@ -1,0 +1,32 @@
+"""Test-session setup: built-in plugins only, bench.testing's fixtures, a fresh plugin state after every test.
+
+``MODBENCH_LOAD_PLUGINS=""`` keeps locally installed third-party plugins out of the tests (the
+built-ins still load); subprocess tests that need installed plugins unset it themselves.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ["MODBENCH_LOAD_PLUGINS"] = ""
+
+pytest_plugins = ["pytester"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register bench.testing's fixtures unless its pytest11 entry point already did."""
+    import bench.testing
+
+    if not config.pluginmanager.is_registered(bench.testing):
+        config.pluginmanager.register(bench.testing, "bench.testing")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins():
+    """Forget every loaded plugin after each test (the next ``get_plugins`` loads the built-ins again)."""
+    yield
+    from bench.plugins import reset_plugins
+
+    reset_plugins()

@@ -1,0 +1,115 @@
+"""Metrics against small hand-computed cases."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bench import metrics
+from bench.models.vit import vit_s
+from bench.modules import ActivityStats, ModuleSet
+
+
+def test_pairwise_jaccard_hand_computed():
+    sets = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    # J(0,1) = 1/3, J(0,2) = 1, J(1,2) = 1/3
+    assert metrics.mean_pairwise_jaccard(sets) == pytest.approx((1 / 3 + 1 + 1 / 3) / 3)
+
+
+def test_pairwise_jaccard_edge_cases():
+    assert math.isnan(metrics.mean_pairwise_jaccard(torch.ones(1, 3, dtype=torch.bool)))
+    empty = torch.zeros(2, 3, dtype=torch.bool)
+    assert metrics.mean_pairwise_jaccard(empty) == 1.0  # two empty sets are identical
+    disjoint = torch.tensor([[1, 0], [0, 1]], dtype=torch.bool)
+    assert metrics.mean_pairwise_jaccard(disjoint) == 0.0
+
+
+def test_pairwise_jaccard_matches_brute_force():
+    torch.manual_seed(0)
+    sets = torch.rand(12, 30) > 0.6
+    brute = []
+    for i in range(12):
+        for j in range(12):
+            if i != j:
+                inter = (sets[i] & sets[j]).sum().item()
+                union = (sets[i] | sets[j]).sum().item()
+                brute.append(inter / union if union else 1.0)
+    assert metrics.mean_pairwise_jaccard(sets) == pytest.approx(sum(brute) / len(brute))
+
+
+def _modules(masks: list[list[int]]) -> ModuleSet:
+    return ModuleSet("kernel", ["a", "b"], [2, 2], torch.tensor(masks, dtype=torch.bool))
+
+
+def test_cohesion_restricts_samples_to_their_class_module():
+    modules = _modules([[1, 1, 0, 0], [0, 0, 1, 1]])
+    samples = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 1], [0, 0, 1, 1], [0, 1, 1, 1]], dtype=torch.bool)
+    stats = ActivityStats(["a", "b"], [2, 2], torch.zeros(2, 4, dtype=torch.long), torch.tensor([2, 2]),
+                          samples, torch.tensor([0, 0, 1, 1]))
+    # class 0 inside {0,1}: {0,1} vs {0} -> 1/2 ; class 1 inside {2,3}: {2,3} vs {2,3} -> 1
+    assert metrics.cohesion(stats, modules) == pytest.approx(0.75)
+
+
+def test_coupling_is_mean_jaccard_between_class_modules():
+    modules = _modules([[1, 1, 0, 0], [0, 1, 1, 0], [1, 1, 1, 1]])
+    # J(0,1) = 1/3, J(0,2) = 1/2, J(1,2) = 1/2
+    assert metrics.coupling(modules) == pytest.approx((1 / 3 + 0.5 + 0.5) / 3)
+
+
+def test_retention_and_params():
+    assert metrics.retention(torch.tensor([True, False, True, True])) == 0.75
+    assert metrics.count_params(nn.Linear(3, 2)) == 8
+
+
+def test_accuracy_with_restricted_columns():
+    class Fixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x
+
+    logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 2.0], [3.0, 5.0, 1.0]])
+    # Restricted to classes (0, 2): argmax -> [1, 1, 0] in task labels.
+    batches = [(logits, torch.tensor([1, 0, 0]))]
+    assert metrics.accuracy(Fixed(), batches, columns=[0, 2]) == pytest.approx(2 / 3)
+    assert metrics.accuracy(Fixed(), batches) == pytest.approx(1 / 3)
+
+
+def test_flops_count_linear_and_conv_as_multiply_adds():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 32 * 32, 10))
+    expected = 4 * 3 * 9 * 32 * 32 + 4 * 32 * 32 * 10
+    assert metrics.count_flops(model) == expected
+
+
+def test_flops_include_attention():
+    model = vit_s(10, width=0.25, depth=2)
+    tokens, dim, heads = 65, 96, 12
+    per_block = heads * tokens * tokens * (dim // heads) * 2  # q·kᵀ and attn·v
+    counts = metrics.flops_by_operator(model)
+    assert counts["scaled_dot_product_attention"] == 2 * per_block
+    assert counts["linear"] == 2 * tokens * (4 * dim * dim + 2 * dim * 384) + dim * 10
+    assert metrics.count_flops(model) == sum(counts.values())
+
+
+class _Uncounted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x):
+        return torch.ops.aten.mv(self.w, x.flatten()[:8])
+
+
+def test_flops_fail_loudly_on_uncounted_compute():
+    with pytest.raises(RuntimeError, match="cannot count"):
+        metrics.count_flops(_Uncounted())
+
+
+def test_latency_ratio_is_positive_and_smaller_for_a_smaller_model():
+    big = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1))
+    small = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    ratio = metrics.latency_ratio(small, big, batch_size=4, warmup=1, iters=3)
+    assert 0 < ratio < 1
