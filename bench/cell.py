@@ -65,11 +65,6 @@ class Resolved:
     recipe: Recipe
     hparams: Any
 
-    @property
-    def run(self) -> dict[str, Any]:
-        """How events identify this cell."""
-        return {"method": self.method.name, "model": str(self.model), "dataset": str(self.dataset),
-                "seed": self.seed}
 
 
 @dataclass
@@ -128,6 +123,11 @@ class Session:
             values = coerce_fields(type(hparams), self.grid.overrides.for_method(method.name), f"method {method.name}")
             hparams = dataclasses.replace(hparams, **values)
         return Resolved(method, spec, model, dataset, seed, self.recipe(spec, model), hparams)
+
+    def run_info(self, r: Resolved) -> dict[str, Any]:
+        """How events identify a cell: its names, seed and directory."""
+        return {"method": r.method.name, "model": str(r.model), "dataset": str(r.dataset), "seed": r.seed,
+                "directory": str(self.train_dir(r))}
 
     # ----- paths and loaders --------------------------------------------------------------------
     def train_key(self, r: Resolved) -> str:
@@ -206,7 +206,7 @@ class Session:
         self.bars.start("batch", "  batches", batches)
         shown = "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
         log.info("%s %s %s epoch %d: %s", stage, r.method.name, r.model, row["epoch"], shown)
-        self.plugins.emit("epoch_end", r.run, {"stage": stage, **row})
+        self.plugins.emit("epoch_end", self.run_info(r), {"stage": stage, **row})
 
     def _train(self, r: Resolved, directory: Path) -> Trained:
         log.info("training %s on %s (%s, seed %d)", r.method.name, r.model, r.dataset, r.seed)
@@ -224,7 +224,8 @@ class Session:
         store.write_json(directory / "train.json", info)
         self.bars.hide("stage")
         self.bars.hide("batch")
-        self.plugins.emit("stage_end", r.run, {"stage": "train", "seconds": seconds, "history": trained.history})
+        self.plugins.emit("stage_end", self.run_info(r),
+                          {"stage": "train", "seconds": seconds, "history": trained.history})
         return Trained(trained, info, directory)
 
     # ----- the trained model's own numbers -----------------------------------------------------
@@ -307,7 +308,7 @@ class Session:
                       "coupling": metrics.coupling(modules), "seconds": time.perf_counter() - start}
             digest = store.save_tensors(directory / "modules.pt", modules.to_state())
             store.write_json(directory / "modules.json", {"key": key, "sha256": digest, "metrics": values})
-            self.plugins.emit("stage_end", r.run, {"stage": "modularize", **values})
+            self.plugins.emit("stage_end", self.run_info(r), {"stage": "modularize", **values})
             return modules, values
 
     # ----- reuse stage -----------------------------------------------------------------------------
@@ -316,6 +317,7 @@ class Session:
         """Compose, score, fine-tune and measure the module for one task (cached per task)."""
         directory = store.threshold_dir(trained.directory, ctx.threshold) / "tasks"
         key = store.key_of({"schema": STAGE_SCHEMA, "modules": store.key_of(modules.masks.tolist()),
+                            "model": trained.info["sha256"], "standard": ref.trained.info["sha256"],
                             "hparams": stage_values(r.hparams, "compose"),
                             "recipe": {k: getattr(r.recipe, k) for k in REUSE_FIELDS}})
         path = directory / f"{store.classes_label(classes)}-{key}.json"
@@ -346,7 +348,7 @@ class Session:
             "finetune_history": history, "seconds": time.perf_counter() - start,
         }
         store.write_json(path, entry)
-        self.plugins.emit("stage_end", r.run, {"stage": "reuse", **entry})
+        self.plugins.emit("stage_end", self.run_info(r), {"stage": "reuse", **entry})
         return entry
 
     def _finetune(self, r: Resolved, module: nn.Module, task: DataBundle) -> list[dict[str, float]]:
@@ -384,9 +386,6 @@ class Session:
                                       modularization, tasks)
                 store.write_json(store.threshold_dir(trained.directory, threshold) / "record.json", record)
                 records.append(record)
-            for record in records:
-                self.plugins.emit("run_end", r.run, record)
-            return records
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # one failing cell is recorded and the grid goes on
@@ -401,7 +400,9 @@ class Session:
                 record["error"] = message
                 store.write_json(store.threshold_dir(directory, threshold) / "record.json", record)
                 records.append(record)
-            return records
+        for record in records:
+            self.plugins.emit("run_end", self.run_info(r), record)
+        return records
 
     def _record(self, r: Resolved, env: dict[str, Any], threshold: float, directory: Path,
                 model_metrics: dict[str, Any] | None, modularization: dict[str, Any] | None,

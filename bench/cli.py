@@ -23,14 +23,27 @@ FORMATS = ("table", "md", "csv", "json", "html", "latex")
 class LazyGroup(click.Group):
     """A click group that loads plugin commands only when a name is not built in (or for --help)."""
 
-    _plugins_added = False
+    _plugins: object | None = None
+    _builtin: frozenset[str] = frozenset()
 
     def _add_plugin_commands(self) -> None:
-        if not LazyGroup._plugins_added:
-            LazyGroup._plugins_added = True
-            from bench.plugins import get_plugins
+        from bench.errors import PluginError
+        from bench.plugins import get_plugins
 
-            get_plugins().pm.hook.register_commands(cli=self)
+        plugins = get_plugins()
+        if self._plugins is plugins:
+            return
+        if not self._builtin:
+            self._builtin = frozenset(self.commands)
+        for name in set(self.commands) - self._builtin:  # commands of plugins loaded before a reset
+            del self.commands[name]
+        self._plugins = plugins
+        for plugin, call in plugins.call_each("register_commands", cli=self):
+            try:
+                call()
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}"
+                raise PluginError(f"plugin '{plugin}' failed in register_commands: {message}") from None
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in self.commands:
@@ -68,7 +81,9 @@ def _listed(cli_values: tuple[str, ...], config: dict[str, Any], key: str, defau
     if key not in config:
         return default
     value = config[key]
-    return tuple(str(v) for v in value) if isinstance(value, list) else _csv(str(value))
+    if not isinstance(value, list):
+        return _csv(str(value))
+    return tuple(",".join(str(c) for c in v) if isinstance(v, list) else str(v) for v in value)
 
 
 @cli.command()
@@ -109,7 +124,15 @@ def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...],
       bench run --methods mwt --models resnet18:width=0.25 --tasks 0,1 --set mwt.beta=1.0
       bench run --preset paper --datasets cifar10 --data-root ~/data --device cuda
     """
-    from bench.config import GridConfig, parse_csv, parse_overrides, parse_refs, parse_task, read_config_file
+    from bench.config import (
+        GridConfig,
+        flatten_settings,
+        parse_csv,
+        parse_overrides,
+        parse_refs,
+        parse_task,
+        read_config_file,
+    )
 
     config = read_config_file(config_file) if config_file else {}
     grid = GridConfig(
@@ -121,7 +144,7 @@ def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...],
         thresholds=parse_csv(",".join(_listed(_csv(thresholds), config, "thresholds", ("0.9",))), float,
                              "thresholds"),
         preset=preset or config.get("preset", "smoke"),
-        overrides=parse_overrides(sets or tuple(f"{k}={v}" for k, v in config.get("set", {}).items())),
+        overrides=parse_overrides(sets or tuple(flatten_settings(config.get("set", {})))),
         out=Path(out or config.get("out", "runs")),
         data_root=Path(data_root or config["data_root"]) if (data_root or "data_root" in config) else None,
         download=download or bool(config.get("download", False)),
@@ -196,7 +219,8 @@ def report(runs: Path, fmt: str, out: Path | None, plots: Path | None) -> int:
 @cli.command(name="list")
 @click.argument("kind", required=False, type=click.Choice(["methods", "models", "datasets"]))
 @click.argument("pattern", required=False, default="*")
-def list_(kind: str | None, pattern: str) -> int:
+@click.option("--plugins-dir", type=click.Path(path_type=Path), help="Also load plugins from the .py files here.")
+def list_(kind: str | None, pattern: str, plugins_dir: Path | None) -> int:
     """List registered methods, models and data sets, with one-line descriptions.
 
     \b
@@ -206,10 +230,11 @@ def list_(kind: str | None, pattern: str) -> int:
     """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from bench.plugins import get_plugins
 
-    plugins = get_plugins()
+    plugins = get_plugins(plugins_dir)
     console = Console()
     for name in [kind] if kind else ["methods", "models", "datasets"]:
         registry = getattr(plugins, name)
@@ -220,7 +245,7 @@ def list_(kind: str | None, pattern: str) -> int:
             item = registry.get(item_name)
             aliases = registry.aliases_of(item_name)
             label = item_name + (f" ({', '.join(aliases)})" if aliases else "")
-            table.add_row(label, _describe(name, item), registry.owner[item_name])
+            table.add_row(Text(label), Text(_describe(name, item)), Text(registry.owner[item_name]))
         console.print(table)
     return 0
 
@@ -235,7 +260,8 @@ def _describe(kind: str, item: Any) -> str:
 
 
 @cli.command()
-def plugins() -> int:
+@click.option("--plugins-dir", type=click.Path(path_type=Path), help="Also load plugins from the .py files here.")
+def plugins(plugins_dir: Path | None) -> int:
     """Show loaded plugins, where each comes from and which hooks it implements.
 
     \b
@@ -244,15 +270,16 @@ def plugins() -> int:
     """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from bench.plugins import get_plugins
 
-    state = get_plugins()
+    state = get_plugins(plugins_dir)
     table = Table(title="plugins", title_justify="left")
     for column in ("plugin", "from", "hooks"):
         table.add_column(column)
     for name, origin in state.origins.items():
-        table.add_row(name, origin, ", ".join(state.hooks_of(name)))
+        table.add_row(Text(name), Text(origin), Text(", ".join(state.hooks_of(name))))
     Console().print(table)
     return 0
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +36,18 @@ class Ref:
     @property
     def slug(self) -> str:
         """A file-name-safe label: ``vit_s-depth4-width0.25``."""
-        return "-".join([self.name, *(f"{k}{_format(v)}" for k, v in self.args)])
+        return _safe("-".join([self.name, *(f"{k}{_format(v)}" for k, v in self.args)]))
 
     def __str__(self) -> str:
         if not self.args:
             return self.name
         return f"{self.name}:" + ",".join(f"{k}={_format(v)}" for k, v in self.args)
+
+
+def _safe(text: str) -> str:
+    """Only letters, digits, '_', '-', '=' and single dots: never a path separator or '..'."""
+    text = re.sub(r"[^A-Za-z0-9_.=-]", "_", text)
+    return re.sub(r"\.{2,}", "_", text)
 
 
 def _format(value: Any) -> str:
@@ -176,7 +184,7 @@ def _convert(value: Any, hint: str, key: str) -> Any:
             raise wrong
         return value
     if base == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise wrong
         return float(value)
     if base == "str":
@@ -225,8 +233,30 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Options from a TOML file: the ``bench run`` option names as keys (``methods = ["mwt"]``)."""
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            config = tomllib.load(fh)
     except FileNotFoundError:
         raise UsageError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = [key for key in config if key not in CONFIG_KEYS]
+    if unknown:
+        raise UsageError(f"config file {path}: unknown option '{unknown[0]}'{_suggest(unknown[0], CONFIG_KEYS)} "
+                         f"(options: {', '.join(CONFIG_KEYS)})")
+    return config
+
+
+CONFIG_KEYS = ("methods", "models", "datasets", "seeds", "tasks", "thresholds", "preset", "set", "out",
+               "data_root", "download", "device", "executor", "plugins_dir", "quiet")
+
+
+def flatten_settings(table: dict[str, Any], prefix: str = "") -> list[str]:
+    """A TOML ``[set]`` table as ``key=value`` items; nested tables are methods (``[set.mwt] alpha = 0.5``)."""
+    items = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            items.extend(flatten_settings(value, f"{prefix}{key}."))
+        else:
+            items.append(f"{prefix}{key}={_format(value)}")
+    return items

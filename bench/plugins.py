@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +34,7 @@ DEFAULT_PLUGINS = (
     "methods.nemo",
 )
 ENTRY_POINT_GROUP = "modbench"
+log = logging.getLogger("bench")
 FAMILIES = ("cnn", "vit")
 
 
@@ -51,9 +53,24 @@ class Plugins:
         plugin = self.pm.get_plugin(name)
         return sorted(c.name for c in self.pm.get_hookcallers(plugin) or [])
 
+    def call_each(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Callable[[], Any]]]:
+        """(plugin name, call) for every implementation of ``hook``, in registration order.
+
+        Each call goes through pluggy (so ``MODBENCH_TRACE_PLUGINS`` shows it) and runs one plugin
+        only, so that a failure can be blamed on the plugin that raised.
+        """
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            others = [p for p in self.pm.get_plugins() if p is not impl.plugin]
+            caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+            yield impl.plugin_name, lambda caller=caller: caller(**kwargs)
+
     def emit(self, event: str, run: dict[str, Any], payload: dict[str, Any]) -> None:
-        """Tell every observer plugin about a run event."""
-        self.pm.hook.on_run_event(event=event, run=run, payload=payload)
+        """Tell every observer plugin about a run event; a failing observer is logged, never fatal."""
+        for name, call in self.call_each("on_run_event", event=event, run=run, payload=payload):
+            try:
+                call()
+            except Exception as exc:
+                log.warning("plugin '%s' failed in on_run_event(%s): %s: %s", name, event, type(exc).__name__, exc)
 
 
 _loaded: Plugins | None = None
@@ -141,15 +158,17 @@ def _finish(state: Plugins, plugins: list[Any]) -> None:
 
 
 def _collect(state: Plugins, hook: str, names: set[str], add: Callable[[Any, str], None]) -> None:
-    for impl in getattr(state.pm.hook, hook).get_hookimpls():
-        if impl.plugin_name not in names:
+    current: list[str] = []
+    for name, call in state.call_each(hook, register=lambda item: add(item, current[-1])):
+        if name not in names:
             continue
+        current.append(name)
         try:
-            impl.function(register=lambda item, plugin=impl.plugin_name: add(item, plugin))
+            call()
         except PluginError:
             raise
         except Exception as exc:
-            raise PluginError(f"plugin '{impl.plugin_name}' failed in {hook}: {type(exc).__name__}: {exc}") from None
+            raise PluginError(f"plugin '{name}' failed in {hook}: {type(exc).__name__}: {exc}") from None
 
 
 def _add_model(state: Plugins, spec: Any, plugin: str) -> None:

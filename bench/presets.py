@@ -9,6 +9,7 @@ CPU and still learns ``digits``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 from bench.errors import UsageError
@@ -45,8 +46,10 @@ class Recipe:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"bad value for {name}: {getattr(self, name)} (must be at least 1)")
-        if self.lr <= 0 or self.finetune_lr <= 0:
-            raise UsageError("bad value for lr: learning rates must be positive")
+        for name in ("lr", "finetune_lr", "weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (value == 0 and name.endswith("lr")):
+                raise UsageError(f"bad value for {name}: {value} (must be a finite, positive number)")
         if not 0 < self.val_fraction < 1:
             raise UsageError(f"bad value for val_fraction: {self.val_fraction} (must be between 0 and 1)")
         if self.finetune_epochs < 0 or self.warmup_epochs < 0:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 from rich.table import Table
+from rich.text import Text
 
 from bench.store import read_json
 
@@ -130,9 +131,10 @@ def rich_table(summary: pd.DataFrame, title: str = "modbench") -> Table:
         shown = shown.drop(columns=constant)
     table = Table(title=title, caption=FOOTNOTE, caption_justify="left")
     for column in shown.columns:
-        table.add_column(str(column), justify="left" if column in KEYS or column == "error" else "right")
+        key = column in KEYS or column == "error"
+        table.add_column(str(column), justify="left" if key else "right", no_wrap=column in KEYS)
     for _, row in shown.iterrows():
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*(Text(str(v)) for v in row))
     return table
 
 

@@ -34,8 +34,7 @@ def canonical_grid(grid: GridConfig, plugins: Plugins) -> GridConfig:
     models = []
     for ref in grid.models:
         spec = plugins.models.get(ref.name)
-        spec.check_args(ref.kwargs)
-        models.append(Ref(spec.name, ref.args))
+        models.append(Ref(spec.name, tuple(sorted(spec.canonical_args(ref.kwargs).items()))))
     datasets = tuple(Ref(plugins.datasets.canonical(d.name), d.args) for d in grid.datasets)
     for method_name, _ in grid.overrides.methods:
         if plugins.methods.canonical(method_name) not in methods:
@@ -48,7 +47,8 @@ def canonical_grid(grid: GridConfig, plugins: Plugins) -> GridConfig:
                 raise UsageError(f"method '{name}' does not support {spec.family} models like '{ref.name}'")
             hparams = method.hparams(spec)
             if dataclasses.is_dataclass(hparams):
-                coerce_fields(type(hparams), grid.overrides.for_method(name), f"method {name}")
+                values = coerce_fields(type(hparams), grid.overrides.for_method(name), f"method {name}")
+                dataclasses.replace(hparams, **values)  # runs the dataclass's own checks
     recipe_values = coerce_fields(Recipe, dict(grid.overrides.recipe), "recipe")
     for ref in models:
         with_overrides(recipe_for(grid.preset, plugins.models.get(ref.name).recipe_name(ref.kwargs)), recipe_values)

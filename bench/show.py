@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from bench.errors import UsageError
 from bench.store import read_json
@@ -28,7 +29,7 @@ def _pairs(title: str, values: dict[str, Any] | None) -> Table:
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in (values or {}).items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        table.add_row(Text(key), Text(f"{value:.4g}" if isinstance(value, float) else str(value)))
     return table
 
 
@@ -46,6 +47,6 @@ def render_record(record: dict[str, Any]) -> Group:
         for column in columns:
             table.add_column(column, justify="right")
         for task in tasks:
-            table.add_row(*(f"{task[c]:.4g}" if isinstance(task[c], float) else str(task[c]) for c in columns))
+            table.add_row(*(Text(f"{task[c]:.4g}" if isinstance(task[c], float) else str(task[c])) for c in columns))
         parts.append(table)
     return Group(*parts)

@@ -18,7 +18,7 @@ import torch
 from click.testing import CliRunner
 
 from bench import hookspecs, plugins
-from bench.cli import LazyGroup, cli
+from bench.cli import cli
 from bench.config import Ref
 from bench.data import DataBundle, DatasetSpec, TensorData, stratified_split
 from bench.errors import PluginError, UsageError
@@ -149,7 +149,6 @@ def test_hook_register_commands(monkeypatch):
         def register_commands(self, cli):
             cli.add_command(hello)
 
-    monkeypatch.setattr(LazyGroup, "_plugins_added", False)  # the group adds plugin commands once per process
     try:
         with use_plugin(Plugin(), "greeter"):
             result = CliRunner().invoke(cli, ["hello", "--name", "modbench"])
@@ -183,13 +182,16 @@ def observed(tmp_path_factory) -> tuple[Observer, list[dict], Path]:
 
 
 def test_hook_on_run_event(observed):
-    observer, records, _ = observed
+    observer, records, out = observed
     kinds = [(event, payload.get("stage")) for event, _, payload in observer.events]
     assert kinds == [("epoch_end", "train"), ("stage_end", "train"), ("stage_end", "modularize"),
                      ("stage_end", "reuse"), ("stage_end", "reuse"), ("run_end", None)]
     for _, run, _ in observer.events:
+        run = dict(run)
+        directory = run.pop("directory")
         assert run == {"method": "standard", "model": "simcnn:width=0.125", "dataset": str(Ref(
             "synthetic", (("classes", 4), ("size", 256), ("test_size", 64)))), "seed": 0}
+        assert records[0]["run_id"].startswith(str(Path(directory).relative_to(out)))
     _, _, epoch = observer.events[0]
     assert epoch["epoch"] == 1 and "loss" in epoch and "val_acc" in epoch
     assert observer.events[2][2]["threshold"] == 0.9
@@ -197,16 +199,11 @@ def test_hook_on_run_event(observed):
     assert observer.events[-1][2] == records[0]  # run_end carries the whole record
 
 
-@pytest.mark.xfail(strict=True, reason="bug: hookspecs.on_run_event documents `run` as holding the cell's "
-                   "directory, but Resolved.run (bench/cell.py) has only method, model, dataset and seed")
 def test_run_event_names_the_cell_directory(observed):
     observer, _, _ = observed
     assert all("directory" in run for _, run, _ in observer.events)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an observer raising in on_run_event('run_end') turns the finished "
-                   "cell into an error record (bench/cell.py run_cell emits inside its try) that overwrites the "
-                   "complete record.json, and the message does not name the plugin")
 def test_a_failing_observer_does_not_destroy_results(observed, tmp_path):
     _, _, out = observed
     runs = tmp_path / "runs"
@@ -348,8 +345,6 @@ def test_a_hook_with_wrong_arguments_is_invalid():
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an exception in a plugin's register_commands hook escapes "
-                   "bench.cli.main as a traceback instead of a one-line PluginError naming the plugin")
 def test_a_failing_register_commands_is_one_line(monkeypatch, capsys):
     from bench.cli import main
 
@@ -358,7 +353,6 @@ def test_a_failing_register_commands_is_one_line(monkeypatch, capsys):
         def register_commands(self, cli):
             raise RuntimeError("click version mismatch")
 
-    monkeypatch.setattr(LazyGroup, "_plugins_added", False)
     monkeypatch.setattr(sys, "argv", ["bench", "frobnicate"])
     with use_plugin(Plugin(), "cmd-plugin"), pytest.raises(SystemExit) as exit_info:
         main()
@@ -368,12 +362,11 @@ def test_a_failing_register_commands_is_one_line(monkeypatch, capsys):
 
 def test_trace_shows_hook_calls(monkeypatch, capsys):
     monkeypatch.setenv("MODBENCH_TRACE_PLUGINS", "1")
-    plugins.get_plugins().emit("run_end", {"method": "x"}, {})
+    with use_plugin(Observer(), "observer"):
+        plugins.get_plugins().emit("run_end", {"method": "x"}, {})
     assert "on_run_event" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="bug: bench/plugins.py _collect calls register_* implementations directly "
-                   "(impl.function), bypassing pluggy's tracing, so MODBENCH_TRACE_PLUGINS=1 never shows them")
 def test_trace_shows_registration_hooks(monkeypatch, capsys):
     monkeypatch.setenv("MODBENCH_TRACE_PLUGINS", "1")
     plugins.get_plugins()

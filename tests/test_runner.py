@@ -248,9 +248,6 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(finished, tmp_path, mon
     assert "standard" in captured.out  # the comparison table of what did run
 
 
-@pytest.mark.xfail(strict=True, reason="bug: bench/runner.py canonical_grid only coerces --set method values and "
-                   "never builds the Hparams (whose __post_init__ checks them), so `mwt.extraction=bogus` stops the "
-                   "run only after the standard cell has trained")
 def test_a_bad_method_value_stops_the_run_before_training(tmp_path, monkeypatch):
     def fit(*args, **kwargs):
         raise AssertionError("trained before --set was checked")
@@ -283,9 +280,6 @@ def test_a_corrupt_checkpoint_is_detected_and_retrained(finished, tmp_path, call
     assert without_timings(record) == without_timings(finished[1][0])  # CPU training is deterministic
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the reuse-stage cache key (bench/cell.py Session.reuse) holds the "
-                   "module masks but not the trained model's sha256 (nor the standard reference's), so a model "
-                   "retrained to different weights reuses stale task results")
 def test_a_retrained_model_is_reused_afresh(finished, tmp_path, calls, monkeypatch):
     out = copy_runs(finished[0], tmp_path)
     corrupt(standard_checkpoint(out))

@@ -44,6 +44,24 @@ class ModelSpec:
                     f"model '{self.name}' takes no argument '{key}' (it takes: {', '.join(accepted) or 'none'})"
                 )
 
+    def canonical_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` checked, with values of the defaults' types and defaults left out.
+
+        ``vgg16:width=1`` and ``vgg16`` name the same model, so they share one cache key.
+        """
+        self.check_args(args)
+        defaults = {name: p.default for name, p in inspect.signature(self.build).parameters.items()}
+        canonical = {}
+        for key, value in args.items():
+            default = defaults[key]
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            elif type(value) is not type(default) and default is not inspect.Parameter.empty:
+                raise UsageError(f"model '{self.name}': {key}={value!r} should be a {type(default).__name__}")
+            if value != default:
+                canonical[key] = value
+        return canonical
+
     def recipe_name(self, args: dict[str, Any]) -> str:
         """The training-recipe family for these arguments: 'cnn', 'cnn_nobn' or 'vit'."""
         return self.recipe(args) if self.recipe is not None else self.family
