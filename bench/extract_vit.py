@@ -5,9 +5,10 @@ neurons. 'exact' mode rebuilds every block that ``keep`` names a unit of (copyin
 keeps the residual stream at full width: each sublayer computes only its retained outputs and adds
 them into the stream at their indices, so the module computes what the masked model computes.
 q and k keep the intersection of their masks; a head without v dims is dropped; the retained
-heads are zero-padded, after their projections, to the widest one (the padding is not a
-parameter) and keep the original softmax scale. 'paper' mode builds the NeMo authors' module:
-block 0 intact, a narrowed stream and fresh LayerNorms in blocks 1..L-1 (not function-equivalent).
+heads' q, k and v are laid out zero-padded to one common width (that of the widest kept head;
+the padding is not a parameter) and keep the original softmax scale. 'paper' mode builds the
+NeMo authors' module: block 0 intact, a narrowed stream and fresh LayerNorms in blocks 1..L-1
+(not function-equivalent).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class HeadProjection(nn.Module):
     """A Linear computing some heads' kept dims, laid out as (batch, heads, tokens, width).
 
     Row ``i`` of the Linear lands at position ``pos[i]`` of the ``heads * width`` features; the
-    other positions stay zero. Without a Linear every feature is zero (width 1: uniform attention).
+    other positions stay zero. The padding is applied to the weight (a few thousand numbers), not to
+    the activations, and is not a parameter. Without a Linear every feature is zero (uniform attention).
     """
 
     def __init__(self, linear: nn.Linear | None, pos: torch.Tensor, heads: int, width: int) -> None:
@@ -61,15 +63,23 @@ class HeadProjection(nn.Module):
         self.width = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        out = x.new_zeros(b, n, self.heads * self.width)
-        if self.linear is not None:
-            out = out.index_copy(-1, self.pos, self.linear(x))
+        b, n, d = x.shape
+        features = self.heads * self.width
+        if self.linear is None:
+            out = x.new_zeros(b, n, features)
+        else:
+            weight = self.linear.weight.new_zeros(features, d).index_copy(0, self.pos, self.linear.weight)
+            bias = self.linear.bias.new_zeros(features).index_copy(0, self.pos, self.linear.bias)
+            out = F.linear(x, weight, bias)  # (batch, tokens, heads * width)
         return out.view(b, n, self.heads, self.width).transpose(1, 2)  # (batch, heads, tokens, width)
 
 
 class ExtractedAttention(nn.Module):
-    """Attention over the retained heads; returns the out projection's kept rows (batch, tokens, rows)."""
+    """Attention over the retained heads; returns the out projection's kept rows (batch, tokens, rows).
+
+    ``out`` reads the kept (head, v-dim) features; its weight is spread over the padded head layout
+    at each call, like ``HeadProjection``'s.
+    """
 
     def __init__(self, q: HeadProjection, k: HeadProjection, v: HeadProjection, out: nn.Linear,
                  scale: float) -> None:
@@ -79,8 +89,9 @@ class ExtractedAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x), scale=self.scale)
-        y = y.transpose(1, 2).flatten(2)  # (batch, tokens, heads * v width)
-        return self.out(y.index_select(-1, self.v.pos))
+        y = y.transpose(1, 2).flatten(2)  # (batch, tokens, heads * width)
+        weight = self.out.weight.new_zeros(self.out.out_features, y.shape[-1])
+        return F.linear(y, weight.index_copy(1, self.v.pos, self.out.weight), self.out.bias)
 
 
 class ExtractedBlock(nn.Module):
@@ -171,13 +182,16 @@ def _exact_block(block: Block, masks: dict[str, torch.Tensor]) -> ExtractedBlock
     qk = masks["attn.q"] & masks["attn.k"]
     v = masks["attn.v"]
     kept_heads = v.view(heads, head_dim).any(dim=1).nonzero().flatten()  # heads with any v dim
-    qk_rows, qk_pos, qk_width = _head_layout(qk, kept_heads, head_dim)
-    v_rows, v_pos, v_width = _head_layout(v, kept_heads, head_dim)
+    # q/k and v share one padded width, so attention runs through the fused kernel (the math
+    # fallback for unequal widths is several times slower on a CPU)
+    width = max(_widest(qk, kept_heads, head_dim), _widest(v, kept_heads, head_dim))
+    qk_rows, qk_pos = _head_layout(qk, kept_heads, head_dim, width)
+    v_rows, v_pos = _head_layout(v, kept_heads, head_dim, width)
     out_rows = masks["attn.out"].nonzero().flatten()
     # no q/k dim left in any kept head: all scores are 0 (uniform attention), as in the masked model
     q, k = (HeadProjection(sliced_linear(lin, rows=qk_rows) if len(qk_rows) else None, qk_pos,
-                           len(kept_heads), qk_width) for lin in (attn.q, attn.k))
-    v_proj = HeadProjection(sliced_linear(attn.v, rows=v_rows), v_pos, len(kept_heads), v_width)
+                           len(kept_heads), width) for lin in (attn.q, attn.k))
+    v_proj = HeadProjection(sliced_linear(attn.v, rows=v_rows), v_pos, len(kept_heads), width)
     out = sliced_linear(attn.out, rows=out_rows, cols=v_rows)
     new_attn = ExtractedAttention(q, k, v_proj, out, attn.scale)
     fc1_rows = masks["mlp.fc1"].nonzero().flatten()
@@ -188,15 +202,19 @@ def _exact_block(block: Block, masks: dict[str, torch.Tensor]) -> ExtractedBlock
     return ExtractedBlock(norm1, new_attn, out_rows, norm2, mlp, fc2_rows)
 
 
-def _head_layout(mask: torch.Tensor, heads: torch.Tensor,
-                 head_dim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Kept dims of the given heads: their original indices, positions when each head is padded
-    to the widest one, and that width (at least 1)."""
+def _widest(mask: torch.Tensor, heads: torch.Tensor, head_dim: int) -> int:
+    """The most kept dims of any of the given heads (at least 1)."""
+    return max(1, int(mask.view(-1, head_dim)[heads].sum(dim=1).max()))
+
+
+def _head_layout(mask: torch.Tensor, heads: torch.Tensor, head_dim: int,
+                 width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kept dims of the given heads: their original indices, and their positions when each head is
+    padded to ``width``."""
     per_head = mask.view(-1, head_dim)[heads]  # (kept heads, head_dim)
-    width = max(1, int(per_head.sum(dim=1).max()))
     position = torch.arange(len(heads))[:, None] * width + per_head.long().cumsum(dim=1) - 1
     original = heads[:, None] * head_dim + torch.arange(head_dim)
-    return original[per_head], position[per_head], width
+    return original[per_head], position[per_head]
 
 
 def _paper_block(block: Block, masks: dict[str, torch.Tensor], in_dims: torch.Tensor) -> PaperBlock:

@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, Recipe]] = {
         "cnn_nobn": Recipe(epochs=12, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=1e-4,
                            schedule="onecycle", finetune_lr=5e-4, activity_samples=128,
                            latency_batch=16),
-        "vit": Recipe(epochs=15, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.05,
+        "vit": Recipe(epochs=15, batch_size=32, optimizer="adamw", lr=1e-3, weight_decay=0.05,
                       schedule="onecycle", finetune_lr=5e-4, activity_samples=128,
                       latency_batch=16),
     },
