@@ -364,6 +364,21 @@ class Session:
         return history
 
     # ----- the cell ----------------------------------------------------------------------------------
+    def finished(self, cell: CellConfig) -> list[dict[str, Any]] | None:
+        """The cell's records when every threshold has one without error covering the grid's tasks."""
+        if not cell.record:
+            return None
+        directory = self.train_dir(self.resolve(cell.method, cell.model, cell.dataset, cell.seed))
+        records = []
+        for threshold in cell.grid.thresholds:
+            record = store.read_json(store.threshold_dir(directory, threshold) / "record.json")
+            if record is None or record.get("error"):
+                return None
+            if {tuple(t["classes"]) for t in record["tasks"]} != set(cell.grid.tasks):
+                return None
+            records.append(record)
+        return records
+
     def run_cell(self, cell: CellConfig) -> list[dict[str, Any]]:
         """Run every stage of ``cell`` and write one record per threshold; errors go into the record."""
         r = self.resolve(cell.method, cell.model, cell.dataset, cell.seed)

@@ -152,13 +152,14 @@ def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...],
         plugins_dir=Path(plugins_dir or config["plugins_dir"]) if (plugins_dir or "plugins_dir" in config) else None,
         quiet=quiet or bool(config.get("quiet", False)),
     )
-    options = {k: v for k, v in {"address": ray_address, "partition": slurm_partition}.items() if v}
+    executor = executor or config.get("executor", "local")
+    options = {"ray": {"address": ray_address}, "slurm": {"partition": slurm_partition}}.get(executor, {})
     from rich.console import Console
 
     from bench.report import rich_table, summarize, task_rows
     from bench.runner import run_grid
 
-    records = run_grid(grid, executor or config.get("executor", "local"), Console(stderr=True), options)
+    records = run_grid(grid, executor, Console(stderr=True), {k: v for k, v in options.items() if v})
     if records:
         console = Console(width=None if sys.stdout.isatty() else 140)
         console.print(rich_table(summarize(task_rows(records)), title=f"modbench, {grid.preset} preset"))

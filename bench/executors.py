@@ -44,8 +44,12 @@ def get_executor(name: str, **options: Any) -> Executor:
     """The executor called ``name`` ('local', 'ray', 'slurm') with its options."""
     if name == "local":
         return LocalExecutor()
-    if name in ("ray", "slurm"):
-        from bench import cluster
+    if name == "ray":
+        from bench.cluster import RayExecutor
 
-        return cluster.RayExecutor(**options) if name == "ray" else cluster.SlurmExecutor(**options)
+        return RayExecutor(**options)
+    if name == "slurm":
+        from bench.cluster import SlurmExecutor
+
+        return SlurmExecutor(**options)
     raise UsageError(f"unknown executor '{name}' (choose local, ray or slurm)")

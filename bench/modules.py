@@ -43,7 +43,7 @@ def collect_activity(
 
     A unit is active for a sample when its mask is > 0 (modular model) or its post-ReLU output is
     positive on average (standard model). The first ``per_class`` samples of every class are kept
-    whole for cohesion.
+    whole for cohesion, in a buffer allocated once: memory does not grow with the data set.
     """
     named = maskable_units(model)
     sizes = [u.num_units for _, u in named]
@@ -51,8 +51,7 @@ def collect_activity(
     hooks = [u.register_forward_hook(lambda mod, _inp, out: seen.append(mod.activity(out))) for _, u in named]
     counts = torch.zeros(num_classes, sum(sizes), dtype=torch.int64)
     totals = torch.zeros(num_classes, dtype=torch.int64)
-    kept: list[torch.Tensor] = []
-    kept_labels: list[torch.Tensor] = []
+    kept = torch.zeros(num_classes, per_class, sum(sizes), dtype=torch.bool)  # allocated once, filled in order
     was_training = model.training
     model.eval()
     try:
@@ -62,11 +61,9 @@ def collect_activity(
             active = torch.cat(seen, dim=1).cpu()  # (batch, units) bool
             y = y.cpu()
             counts.index_add_(0, y, active.long())
-            room = (per_class - totals)[y]  # places left for each sample's class, before this batch
-            rank = _rank_within_class(y, num_classes)
-            take = rank < room
-            kept.append(active[take])
-            kept_labels.append(y[take])
+            slot = totals[y] + _rank_within_class(y, num_classes)  # each sample's place among its class
+            take = slot < per_class
+            kept[y[take], slot[take]] = active[take]
             totals += torch.bincount(y, minlength=num_classes)
             if on_batch is not None:
                 on_batch()
@@ -74,7 +71,10 @@ def collect_activity(
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return ActivityStats([n for n, _ in named], sizes, counts, totals, torch.cat(kept), torch.cat(kept_labels))
+    filled = totals.clamp(max=per_class).tolist()
+    samples = torch.cat([kept[c, :n] for c, n in enumerate(filled)])
+    labels = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in enumerate(filled)])
+    return ActivityStats([n for n, _ in named], sizes, counts, totals, samples, labels)
 
 
 def _rank_within_class(y: torch.Tensor, num_classes: int) -> torch.Tensor:

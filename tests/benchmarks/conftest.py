@@ -1,0 +1,1 @@
+"""Benchmarks run only when asked: ``pytest tests/benchmarks --benchmark-only`` (CUDA ones with -m cuda)."""
