@@ -55,12 +55,21 @@ class ExtractedResidual(nn.Module):
         self.register_buffer("shortcut_index", shortcut_index)
         self.width = width
         self.relu = relu
+        # when one branch already spans the union in order, add the other into it (no zero buffer)
+        everything = torch.arange(width, device=body_index.device)
+        self.onto = ("shortcut" if torch.equal(shortcut_index, everything)
+                     else "body" if torch.equal(body_index, everything) else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
         s = x if self.shortcut is None else self.shortcut(x)
-        out = y.new_zeros(y.shape[0], self.width, y.shape[2], y.shape[3])  # (batch, union, h, w)
-        out = out.index_add(1, self.body_index, y).index_add(1, self.shortcut_index, s)
+        if self.onto == "shortcut":
+            out = s.index_add(1, self.body_index, y)
+        elif self.onto == "body":
+            out = y.index_add(1, self.shortcut_index, s)
+        else:
+            out = y.new_zeros(y.shape[0], self.width, y.shape[2], y.shape[3])  # (batch, union, h, w)
+            out = out.index_add(1, self.body_index, y).index_add(1, self.shortcut_index, s)
         return torch.relu(out) if self.relu else out
 
 
