@@ -18,25 +18,10 @@ from bench.models.cnn import CNN
 from bench.models.layers import ConvUnit, Residual, units
 from bench.models.vit import ViT
 
-__all__ = ["ExtractedCNN", "ExtractedResidual", "ExtractedViT", "extract"]
+__all__ = ["ExtractedResidual", "ExtractedViT", "extract"]
 
 MODES = ("exact", "paper")
 PASSTHROUGH = (nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.ReLU)  # zero channels stay zero
-
-
-class ExtractedCNN(nn.Module):
-    """``features`` -> flatten -> ``classifier``, shrunk; layer names match the source CNN's."""
-
-    family = "cnn"
-
-    def __init__(self, features: nn.Sequential, classifier: nn.Sequential, num_classes: int) -> None:
-        super().__init__()
-        self.features = features
-        self.classifier = classifier
-        self.num_classes = num_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
 
 
 class ExtractedResidual(nn.Module):
@@ -115,10 +100,10 @@ def _checked_masks(model: nn.Module, keep: dict[str, torch.Tensor]) -> dict[str,
     return masks
 
 
-def _extract_cnn(model: CNN, masks: dict[str, torch.Tensor]) -> ExtractedCNN:
+def _extract_cnn(model: CNN, masks: dict[str, torch.Tensor]) -> CNN:
     live = torch.ones(3, dtype=torch.bool)  # live channels of the current tensor, over the full width
     features, live = _extract_sequence(model.features, "features", live, masks)
-    return ExtractedCNN(features, _extract_classifier(model.classifier, live), model.num_classes)
+    return CNN(features, _extract_classifier(model.classifier, live), model.num_classes)
 
 
 def _extract_sequence(seq: nn.Sequential, prefix: str, live: torch.Tensor,

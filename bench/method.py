@@ -42,8 +42,25 @@ class TrainedModel:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+class _CellFacts:
+    """What every stage context can tell about its cell (needs ``spec`` and ``data`` fields)."""
+
+    spec: ModelSpec
+    data: DataBundle
+
+    @property
+    def family(self) -> str:
+        """'cnn' or 'vit'."""
+        return self.spec.family
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the data set."""
+        return self.data.num_classes
+
+
 @dataclass
-class TrainContext:
+class TrainContext(_CellFacts):
     """What ``build`` and ``train`` receive.
 
     ``fit(model, loss_fn, param_groups=None)`` is the runner's training loop (optimizer and schedule
@@ -64,19 +81,9 @@ class TrainContext:
     new_model: Callable[[], nn.Module]
     model: nn.Module | None = None
 
-    @property
-    def family(self) -> str:
-        """'cnn' or 'vit'."""
-        return self.spec.family
-
-    @property
-    def num_classes(self) -> int:
-        """Classes of the data set."""
-        return self.data.num_classes
-
 
 @dataclass
-class StageContext:
+class StageContext(_CellFacts):
     """What ``modularize`` and ``compose`` receive.
 
     ``activity()`` runs the trained model once over the training split (no augmentation) and
@@ -91,16 +98,6 @@ class StageContext:
     hparams: Any
     threshold: float
     activity: Callable[[], ActivityStats]
-
-    @property
-    def family(self) -> str:
-        """'cnn' or 'vit'."""
-        return self.spec.family
-
-    @property
-    def num_classes(self) -> int:
-        """Classes of the data set."""
-        return self.data.num_classes
 
 
 class Method:

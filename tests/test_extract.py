@@ -9,9 +9,9 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from bench.extract import ExtractedCNN, ExtractedResidual, ExtractedViT, extract
+from bench.extract import ExtractedResidual, ExtractedViT, extract
 from bench.masking import FixedMask, attach_generators, fix_masks, maskable_units, remove_generators
-from bench.models.cnn import rescnn, resnet18, simcnn, vgg16
+from bench.models.cnn import CNN, rescnn, resnet18, simcnn, vgg16
 from bench.models.layers import units
 from bench.models.vit import deit_s, vit_s
 
@@ -132,7 +132,7 @@ def test_cnn_extraction_matches_fixed_masks(name):
     before = copy.deepcopy(model.state_dict())
     keep = random_keep(model)
     extracted = extract(model, keep)
-    assert isinstance(extracted, ExtractedCNN) and extracted.family == "cnn"
+    assert isinstance(extracted, CNN) and extracted.family == "cnn"
     assert_equivalent(model, keep, extracted)
     assert not any(isinstance(m, FixedMask) for m in extracted.modules())
     assert all(u.generator is None for _, u in units(extracted))
