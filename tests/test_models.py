@@ -1,0 +1,84 @@
+"""Every registered model builds, runs forward and backward at a tiny size; the zoo's sizes are exact."""
+
+import pytest
+import torch
+
+from bench.errors import UsageError
+from bench.masking import attach_generators, current_masks, maskable_units, remove_generators
+from bench.metrics import count_flops, count_params
+from bench.models.cnn import rescnn, simcnn, vgg16
+from bench.plugins import get_plugins
+
+TINY = {"cnn": {"width": 0.125}, "vit": {"width": 0.125, "depth": 2}}
+
+
+def _registered() -> list[str]:
+    return list(get_plugins().models)
+
+
+@pytest.mark.parametrize("name", _registered())
+@pytest.mark.parametrize("masked", [False, True])
+def test_every_model_runs_forward_and_backward(name, masked):
+    spec = get_plugins().models.get(name)
+    torch.manual_seed(0)
+    model = spec.build(7, **TINY[spec.family])
+    if masked:
+        attach_generators(model)
+    logits = model(torch.randn(3, 3, 32, 32))
+    assert logits.shape == (3, 7)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    if masked:
+        masks = current_masks(model)
+        assert len(masks) == len(maskable_units(model)) > 0
+        assert all(((m >= 0) & (m < 1)).all() for m in masks)
+
+
+@pytest.mark.parametrize("name,build,expected", [
+    ("vgg16", lambda: vgg16(10), 314.3e6),
+    ("simcnn:bn=false", lambda: simcnn(10, bn=False), 313.7e6),
+    ("rescnn:bn=false", lambda: rescnn(10, bn=False), 431.2e6),
+])
+def test_zoo_flops_match_the_published_counts(name, build, expected):
+    assert count_flops(build()) == pytest.approx(expected, abs=0.05e6)
+
+
+def test_masking_policy():
+    models = get_plugins().models
+    vgg = models.get("vgg16").build(10)
+    assert len(maskable_units(vgg)) == 12 and sum(u.num_units for _, u in maskable_units(vgg)) == 4160
+    resnet = models.get("resnet18").build(10)
+    names = [n for n, _ in maskable_units(resnet)]
+    assert len(names) == 19 and sum("shortcut" in n for n in names) == 3  # 16 block convs + 3 downsamples
+    vit = models.get("vit_s").build(10, depth=3)
+    names = [n for n, _ in maskable_units(vit)]
+    assert len(names) == 12 and all(not n.startswith("blocks.0.") for n in names)
+
+
+def test_standard_model_is_the_modular_model_without_generators():
+    torch.manual_seed(0)
+    plain = simcnn(10, width=0.25)
+    modular = remove_generators(attach_generators(simcnn(10, width=0.25)))
+    assert count_params(plain) == count_params(modular)
+    assert plain.state_dict().keys() == modular.state_dict().keys()
+
+
+def test_vit_alias_and_model_arguments():
+    models = get_plugins().models
+    assert models.get("vit") is models.get("vit_s")
+    spec = models.get("vgg16")
+    assert spec.canonical_args({"width": 1}) == {}  # the default, as an int: same model as plain vgg16
+    assert spec.canonical_args({"width": 0.5}) == {"width": 0.5}
+    with pytest.raises(UsageError, match="takes no argument 'depth'"):
+        spec.canonical_args({"depth": 4})
+    with pytest.raises(UsageError, match="should be a float"):
+        spec.canonical_args({"width": "wide"})
+
+
+def test_vit_dimensions():
+    vit = get_plugins().models.get("vit_s").build(10)
+    block = vit.blocks[0]
+    assert (vit.dim, len(vit.blocks), block.attn.heads, block.mlp.fc1.out_features) == (384, 12, 12, 1536)
+    deit = get_plugins().models.get("deit_s").build(10)
+    assert deit.blocks[0].attn.heads == 6 and deit.distilled
+    assert deit.pos_embed.shape[1] == 64 + 2
