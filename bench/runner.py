@@ -63,9 +63,12 @@ def expand(grid: GridConfig, plugins: Plugins) -> list[CellConfig]:
     for dataset in grid.datasets:
         for seed in grid.seeds:
             for model in grid.models:
-                teacher = plugins.models.get(model.name).teacher
-                if teacher and Ref(teacher) not in grid.models:
-                    cells.append(CellConfig(STANDARD, Ref(teacher), dataset, seed, grid, record=False))
+                teacher = plugins.models.get(model.name).teacher_ref(model.kwargs)
+                if teacher is not None:
+                    name, args = teacher
+                    ref = Ref(name, tuple(sorted(plugins.models.get(name).canonical_args(args).items())))
+                    if ref not in grid.models:
+                        cells.append(CellConfig(STANDARD, ref, dataset, seed, grid, record=False))
                 for method in (STANDARD, *[m for m in grid.methods if m != STANDARD]):
                     cells.append(CellConfig(method, model, dataset, seed, grid))
     return list(dict.fromkeys(cells))

@@ -323,7 +323,7 @@ def test_deit_trains_its_resnet18_teacher_once(tmp_path, calls):
     assert calls.count(stage="train") == 2
     assert [(r["method"], r["model"]) for r in records] == [("standard", "deit_s")]  # the teacher has no record
     assert [p.relative_to(grid.out).parts[1] for p in record_files(grid.out)] == ["deit_s-depth2-width0.125"]
-    assert list(grid.out.glob("*/resnet18/standard/*/model.pt"))  # but its checkpoint is kept for reuse
+    assert list(grid.out.glob("*/resnet18-width0.125/standard/*/model.pt"))  # kept for reuse, at the student width
     assert_complete(records[0], ((0, 1),))
     assert records[0]["family"] == "vit" and records[0]["modularization"]["unit"] == "neuron"
 

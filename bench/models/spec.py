@@ -19,7 +19,8 @@ class ModelSpec:
     ``build(num_classes, **args)`` returns the standard (unmasked) model; ``family`` is 'cnn' or
     'vit' and picks the training recipe and the masking policy; ``recipe`` may refine the recipe
     from the arguments (the published no-BN CNNs train differently); ``teacher`` names a model whose
-    standard training this one distils from (DeiT).
+    standard training this one distils from (DeiT); the teacher gets the student's ``width``, so
+    a scaled-down student learns from an equally scaled-down teacher.
     """
 
     name: str
@@ -61,6 +62,12 @@ class ModelSpec:
             if value != default:
                 canonical[key] = value
         return canonical
+
+    def teacher_ref(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """(teacher model name, its arguments) for a student built with ``args``; None without teacher."""
+        if self.teacher is None:
+            return None
+        return self.teacher, {"width": args["width"]} if "width" in args else {}
 
     def recipe_name(self, args: dict[str, Any]) -> str:
         """The training-recipe family for these arguments: 'cnn', 'cnn_nobn' or 'vit'."""
