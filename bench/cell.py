@@ -95,7 +95,6 @@ class Session:
         self.bars = bars
         self._data: dict[Ref, DataBundle] = {}
         self._references: dict[Path, Reference] = {}
-        self._recipes: dict[tuple[str, str], Recipe] = {}
 
     # ----- resolution -------------------------------------------------------------------------
     def data(self, ref: Ref, val_fraction: float) -> DataBundle:
@@ -174,14 +173,14 @@ class Session:
                     log.warning("%s: %s; training again", directory, exc)
             return self._train(r, directory)
 
-    def _context(self, r: Resolved) -> TrainContext:
+    def _context(self, r: Resolved, for_training: bool = True) -> TrainContext:
         data = self.data(r.dataset, r.recipe.val_fraction)
 
         def new_model() -> nn.Module:
             return r.spec.build(data.num_classes, **r.model.kwargs).to(self.device)
 
         task_loss = cross_entropy_loss
-        if r.spec.teacher:
+        if r.spec.teacher and for_training:  # rebuilding a cached model's architecture needs no teacher
             teacher = self.trained(self.teacher_of(r)).model.model.eval().requires_grad_(False)
             task_loss = distillation_loss(teacher)
         return TrainContext(r.spec, r.model.kwargs, data, self.device, r.recipe, r.hparams, r.seed,
@@ -189,8 +188,7 @@ class Session:
 
     def _architecture(self, r: Resolved) -> nn.Module:
         torch.manual_seed(r.seed)
-        ctx = self._context(r)
-        return r.method.build(ctx).to(self.device)
+        return r.method.build(self._context(r, for_training=False)).to(self.device)
 
     def _fitter(self, r: Resolved, data: DataBundle) -> Callable[..., list[dict[str, float]]]:
         def run_fit(model: nn.Module, loss_fn: Callable | None = None, groups: list[dict] | None = None
