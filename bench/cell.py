@@ -332,10 +332,11 @@ class Session:
         before = metrics.accuracy(module, self.loader(r, "test", task), columns=classes)
         after = before
         history: list[dict[str, float]] = []
-        if r.method.finetune and r.recipe.finetune_epochs > 0:
+        if self.finetunes(r):
             module = attach_head(module, ctx.num_classes, len(classes))
             history = self._finetune(r, module, task)
             after = metrics.accuracy(module, self.loader(r, "test", task))
+        weights = {k: v.detach().cpu() for k, v in module.state_dict().items()}
         params, flops = metrics.count_params(module), metrics.count_flops(module)
         kept = modules.masks[list(classes)]
         entry = {
@@ -347,10 +348,17 @@ class Session:
             "flops_ratio": flops / ref.flops,
             "latency_ratio": metrics.latency_ratio(module, ref.trained.model.model, r.recipe.latency_batch),
             "finetune_history": history, "seconds": time.perf_counter() - start,
+            "module_file": path.with_suffix(".pt").name,
+            "module_sha256": store.save_tensors(path.with_suffix(".pt"), weights),
         }
         store.write_json(path, entry)
         self.plugins.emit("stage_end", self.run_info(r), {"stage": "reuse", **entry})
         return entry
+
+    @staticmethod
+    def finetunes(r: Resolved) -> bool:
+        """Whether ``r``'s reused modules get a task head and fine-tuning."""
+        return r.method.finetune and r.recipe.finetune_epochs > 0
 
     def _finetune(self, r: Resolved, module: nn.Module, task: DataBundle) -> list[dict[str, float]]:
         train, val = self.loader(r, "train", task, train=True), self.loader(r, "val", task)
@@ -432,6 +440,6 @@ class Session:
             "hparams": dataclasses.asdict(r.hparams) if dataclasses.is_dataclass(r.hparams) else {},
             "recipe": dataclasses.asdict(r.recipe), "env": env,
             "model_metrics": model_metrics, "modularization": modularization,
-            "tasks": [{k: v for k, v in t.items() if k != "finetune_history"} for t in tasks],
+            "tasks": [{k: v for k, v in t.items() if k not in ("finetune_history", "module_sha256")} for t in tasks],
             "error": None,
         }

@@ -311,6 +311,45 @@ def show(run_path: Path, runs: Path, as_json: bool) -> int:
     return 0
 
 
+@cli.command()
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--task", "task", required=True, help="The task's classes, as given to bench run: 0,1.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .pt2 file to write.")
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+def export(run_path: Path, task: str, out: Path, runs: Path) -> int:
+    """Save a reused module as a self-contained torch.export program (.pt2).
+
+    The program takes float images in [0, 1], shape (batch, 3, 32, 32), and returns logits over
+    the task's classes in the order given; load it with torch.export.load(path).module().
+
+    \b
+    Example:
+      bench export runs/digits/simcnn-width0.25/mwt/3f2a9c1b0d4e/t0.9 --task 0,1 --out module.pt2
+    """
+    from bench.config import parse_task
+    from bench.export import export_module
+    from bench.show import find_record
+
+    record = find_record(run_path, runs)
+    if record.get("error"):
+        raise UsageError(f"record {record['run_id']} failed ({record['error']}); nothing to export")
+    runs_root = _runs_root(run_path, runs, record["run_id"])
+    path = export_module(record, parse_task(task), out, runs_root)
+    click.echo(f"wrote {path}", err=True)
+    return 0
+
+
+def _runs_root(run_path: Path, runs: Path, run_id: str) -> Path:
+    """The runs directory holding ``run_id``, whether RUN was given as a path or as a run_id."""
+    resolved = run_path.resolve()
+    if resolved.name == "record.json":
+        resolved = resolved.parent
+    parts = len(Path(run_id).parts)
+    if resolved.parts[-parts:] == Path(run_id).parts:
+        return Path(*resolved.parts[:-parts])
+    return runs
+
+
 def main() -> None:
     """Entry point of the ``bench`` console script."""
     try:

@@ -172,7 +172,7 @@ def _field_type(f: dataclasses.Field) -> str:
 
 def _convert(value: Any, hint: str, key: str) -> Any:
     base = hint.replace("|None", "").replace("None|", "")
-    if value == "none" and "None" in hint:
+    if (value is None or value == "none") and "None" in hint:
         return None
     wrong = UsageError(f"bad value for {key}: '{value}' is not {'an' if base == 'int' else 'a'} {base}")
     if base == "bool":

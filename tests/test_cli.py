@@ -324,3 +324,27 @@ def test_report_to_a_file(bench, finished, tmp_path):
     result = bench("report", "--runs", finished, "--format", "md", "--out", out)
     assert result.code == 0 and f"wrote {out}" in result.err
     assert out.read_text() == report_text(bench, finished, "md")
+
+
+def test_export_writes_a_program_that_scores_like_the_record(tmp_path):
+    import torch
+
+    from bench.data.builtin import load_synthetic
+    from bench.runner import run_grid
+    from bench.testing import make_tiny_grid
+
+    grid = make_tiny_grid(tmp_path / "runs", methods="standard,mwt", tasks=((1, 3),))
+    records = {r["method"]: r for r in run_grid(grid)}
+    data = load_synthetic(size=256, classes=4, test_size=64).task((1, 3))
+    images, labels = data.test.x.float() / 255, data.test.y
+    for method, record in records.items():
+        out = tmp_path / f"{method}.pt2"
+        result = CliRunner().invoke(cli, ["export", str(grid.out / record["run_id"]), "--task", "1,3",
+                                          "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        program = torch.export.load(str(out)).module()  # an exported module cannot switch to eval(): it is frozen
+        accuracy = (program(images).argmax(1) == labels).float().mean().item()
+        assert accuracy == pytest.approx(record["tasks"][0]["module_acc"])
+    result = CliRunner().invoke(cli, ["export", str(grid.out / records["mwt"]["run_id"]), "--task", "0,1",
+                                      "--out", str(tmp_path / "x.pt2")])
+    assert result.exit_code != 0 and "has no module for task 0,1" in str(result.exception or result.output)
