@@ -407,7 +407,7 @@ class Session:
                 ctx = self.stage_context(r, trained, threshold, activity)
                 tasks = [self.reuse(r, trained, modules, ctx, classes, ref) for classes in cell.grid.tasks]
                 record = self._record(r, started, threshold, trained.directory, partial["model_metrics"],
-                                      modularization, tasks)
+                                      modularization, tasks, trained.model.history)
                 store.write_json(store.threshold_dir(trained.directory, threshold) / "record.json", record)
                 records.append(record)
         except (KeyboardInterrupt, SystemExit):
@@ -430,7 +430,7 @@ class Session:
 
     def _record(self, r: Resolved, env: dict[str, Any], threshold: float, directory: Path,
                 model_metrics: dict[str, Any] | None, modularization: dict[str, Any] | None,
-                tasks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+                tasks: Sequence[dict[str, Any]], history: list[dict[str, float]] | None = None) -> dict[str, Any]:
         return {
             "schema": RECORD_SCHEMA,
             "run_id": str(store.threshold_dir(directory, threshold).relative_to(self.grid.out)),
@@ -441,5 +441,6 @@ class Session:
             "recipe": dataclasses.asdict(r.recipe), "env": env,
             "model_metrics": model_metrics, "modularization": modularization,
             "tasks": [{k: v for k, v in t.items() if k not in ("finetune_history", "module_sha256")} for t in tasks],
+            "train_history": history or [],
             "error": None,
         }

@@ -91,6 +91,7 @@ def run_grid(grid: GridConfig, executor: str = "local", console: Console | None 
     grid = canonical_grid(grid, plugins)
     device = resolve_device(grid.device)
     torch.set_flush_denormal(True)  # denormal weights late in a cosine schedule slow CPU math 10-40x
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed 32x32 shapes: let cuDNN pick its kernels
     cells = expand(grid, plugins)
     with Bars(console, quiet=grid.quiet) as bars:
         session = Session(grid, plugins, device, bars)
