@@ -14,9 +14,6 @@ import click
 
 from bench.errors import BenchError, UsageError
 
-DEFAULT_MODELS = ("simcnn:width=0.25", "vit_s:depth=4,width=0.25")
-DEFAULT_TASKS = ("0,1", "2,3,4")
-BUILTIN_METHODS = ("standard", "mwt", "nemo")
 FORMATS = ("table", "md", "csv", "json", "html", "latex")
 
 
@@ -74,18 +71,6 @@ def _csv(values: tuple[str, ...] | str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-def _listed(cli_values: tuple[str, ...], config: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """Command-line values, else the config file's (a list or a comma-separated string), else ``default``."""
-    if cli_values:
-        return tuple(cli_values)
-    if key not in config:
-        return default
-    value = config[key]
-    if not isinstance(value, list):
-        return _csv(str(value))
-    return tuple(",".join(str(c) for c in v) if isinstance(v, list) else str(v) for v in value)
-
-
 @cli.command()
 @click.option("--methods", help="Methods, comma separated (default: standard,mwt,nemo).")
 @click.option("--models", multiple=True, help="Models with arguments, e.g. vgg16:width=0.25,vit_s:depth=4 "
@@ -124,34 +109,14 @@ def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...],
       bench run --methods mwt --models resnet18:width=0.25 --tasks 0,1 --set mwt.beta=1.0
       bench run --preset paper --datasets cifar10 --data-root ~/data --device cuda
     """
-    from bench.config import (
-        GridConfig,
-        flatten_settings,
-        parse_csv,
-        parse_overrides,
-        parse_refs,
-        parse_task,
-        read_config_file,
-    )
+    from bench.config import grid_from_options, read_config_file
 
     config = read_config_file(config_file) if config_file else {}
-    grid = GridConfig(
-        methods=_listed(_csv(methods), config, "methods", BUILTIN_METHODS),
-        models=tuple(parse_refs(_listed(models, config, "models", DEFAULT_MODELS))),
-        datasets=tuple(parse_refs(_listed(datasets, config, "datasets", ("digits",)))),
-        seeds=parse_csv(",".join(_listed(_csv(seeds), config, "seeds", ("0",))), int, "seeds"),
-        tasks=tuple(parse_task(t) for t in _listed(tasks, config, "tasks", DEFAULT_TASKS)),
-        thresholds=parse_csv(",".join(_listed(_csv(thresholds), config, "thresholds", ("0.9",))), float,
-                             "thresholds"),
-        preset=preset or config.get("preset", "smoke"),
-        overrides=parse_overrides(sets or tuple(flatten_settings(config.get("set", {})))),
-        out=Path(out or config.get("out", "runs")),
-        data_root=Path(data_root or config["data_root"]) if (data_root or "data_root" in config) else None,
-        download=download or bool(config.get("download", False)),
-        device=device or config.get("device", "auto"),
-        plugins_dir=Path(plugins_dir or config["plugins_dir"]) if (plugins_dir or "plugins_dir" in config) else None,
-        quiet=quiet or bool(config.get("quiet", False)),
-    )
+    grid = grid_from_options({
+        "methods": _csv(methods), "models": models, "datasets": datasets, "seeds": _csv(seeds), "tasks": tasks,
+        "thresholds": _csv(thresholds), "preset": preset, "set": sets, "out": out, "data_root": data_root,
+        "download": download, "device": device, "plugins_dir": plugins_dir, "quiet": quiet,
+    }, config)
     executor = executor or config.get("executor", "local")
     options = {"ray": {"address": ray_address}, "slurm": {"partition": slurm_partition}}.get(executor, {})
     from rich.console import Console

@@ -192,6 +192,11 @@ def _convert(value: Any, hint: str, key: str) -> Any:
     return value
 
 
+DEFAULT_METHODS = ("standard", "mwt", "nemo")
+DEFAULT_MODELS = ("simcnn:width=0.25", "vit_s:depth=4,width=0.25")
+DEFAULT_TASKS = ("0,1", "2,3,4")
+
+
 @dataclass(frozen=True)
 class GridConfig:
     """Everything ``bench run`` was asked to do: the grid axes and the run-wide options."""
@@ -260,3 +265,46 @@ def flatten_settings(table: dict[str, Any], prefix: str = "") -> list[str]:
         else:
             items.append(f"{prefix}{key}={_format(value)}")
     return items
+
+
+def _listed(given: tuple[str, ...], config: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Command-line values, else the config file's (a list or a comma-separated string), else ``default``."""
+    if given:
+        return tuple(given)
+    if key not in config:
+        return default
+    value = config[key]
+    if not isinstance(value, list):
+        return tuple(v.strip() for v in str(value).split(",") if v.strip())
+    return tuple(",".join(str(c) for c in v) if isinstance(v, list) else str(v) for v in value)
+
+
+def grid_from_options(options: dict[str, Any], config: dict[str, Any]) -> GridConfig:
+    """The grid of ``bench run``: command-line ``options`` first, then the ``--config`` file, then defaults.
+
+    List options arrive as tuples of strings (empty when not given), the others as None when not given.
+    """
+    def scalar(key: str, default: Any) -> Any:
+        return options[key] if options.get(key) not in (None, False) else config.get(key, default)
+
+    def path(key: str) -> Path | None:
+        value = scalar(key, None)
+        return Path(value) if value is not None else None
+
+    return GridConfig(
+        methods=_listed(options["methods"], config, "methods", DEFAULT_METHODS),
+        models=tuple(parse_refs(_listed(options["models"], config, "models", DEFAULT_MODELS))),
+        datasets=tuple(parse_refs(_listed(options["datasets"], config, "datasets", ("digits",)))),
+        seeds=parse_csv(",".join(_listed(options["seeds"], config, "seeds", ("0",))), int, "seeds"),
+        tasks=tuple(parse_task(t) for t in _listed(options["tasks"], config, "tasks", DEFAULT_TASKS)),
+        thresholds=parse_csv(",".join(_listed(options["thresholds"], config, "thresholds", ("0.9",))), float,
+                             "thresholds"),
+        preset=scalar("preset", "smoke"),
+        overrides=parse_overrides(options["set"] or tuple(flatten_settings(config.get("set", {})))),
+        out=path("out") or Path("runs"),
+        data_root=path("data_root"),
+        download=bool(scalar("download", False)),
+        device=scalar("device", "auto"),
+        plugins_dir=path("plugins_dir"),
+        quiet=bool(scalar("quiet", False)),
+    )
