@@ -35,7 +35,8 @@ COLUMNS = {  # column -> (header, kind) ; kinds: pct (share shown as %), num, ra
 }
 FOOTNOTE = ("Means over tasks and seeds. module acc: reused module on its task; std acc: standard model, "
             "logits restricted to the task; weights, FLOPs, latency: reused module / standard model; "
-            "retention: units kept (union over the task's classes). A FLOP is one multiply-add.")
+            "retention: units kept (union over the task's classes); standard: every class's module is the "
+            "whole model, so its retention is 100% and its coupling 1 by definition. A FLOP is one multiply-add.")
 
 
 def load_records(runs: Path) -> list[dict[str, Any]]:
