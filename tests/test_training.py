@@ -1,0 +1,96 @@
+"""The shared training loop: schedules, model selection, divergence, distillation."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bench.data import BatchLoader, TensorData
+from bench.presets import Recipe
+from bench.training import Diverged, Schedule, distillation_loss, fit, make_optimizer, make_scheduler
+
+
+def _lrs(schedule: Schedule, steps_per_epoch: int = 2) -> list[float]:
+    param = nn.Parameter(torch.zeros(1))
+    optimizer = make_optimizer(Recipe(epochs=schedule.epochs), [{"params": [param]}], schedule.lr)
+    scheduler = make_scheduler(optimizer, schedule, steps_per_epoch)
+    seen = []
+    for _ in range(schedule.epochs * steps_per_epoch):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return seen
+
+
+def test_cosine_with_warmup():
+    lrs = _lrs(Schedule(epochs=4, lr=1.0, warmup_epochs=1))
+    assert lrs[:2] == pytest.approx([0.5, 1.0])  # linear warm-up over one epoch of 2 steps
+    assert lrs[2] == pytest.approx(1.0) and lrs[-1] < 0.1 and lrs == sorted(lrs[:2]) + sorted(lrs[2:], reverse=True)
+
+
+def test_cosine_horizon_stretches_the_schedule():
+    half = _lrs(Schedule(epochs=4, lr=1.0, horizon=2.0))
+    assert half[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 16)))  # MwT's T_max = 2 x epochs
+
+
+def test_step_schedule_decays_tenfold_at_30_and_60_percent():
+    lrs = _lrs(Schedule(epochs=10, lr=1.0, kind="step"), steps_per_epoch=1)
+    assert lrs == pytest.approx([1.0] * 3 + [0.1] * 3 + [0.01] * 4)
+
+
+def test_onecycle_rises_then_falls():
+    lrs = _lrs(Schedule(epochs=10, lr=1.0, kind="onecycle"), steps_per_epoch=1)
+    peak = lrs.index(max(lrs))
+    assert 0 < peak < 9 and max(lrs) == pytest.approx(1.0, rel=0.05) and lrs[-1] < 0.01
+
+
+def _data(n: int = 64) -> TensorData:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = (y[:, None, None, None] * 200 + torch.randint(0, 50, (n, 3, 32, 32), generator=g)).to(torch.uint8)
+    return TensorData(x, y)
+
+
+def _loader(data: TensorData, shuffle: bool = False) -> BatchLoader:
+    return BatchLoader(data, 16, mean=(0.5, 0.5, 0.5), std=(0.3, 0.3, 0.3), shuffle=shuffle)
+
+
+def test_fit_learns_and_selects_the_best_validation_epoch():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))
+    history = fit(model, _loader(_data(), shuffle=True), _loader(_data(32)), Recipe(epochs=3, lr=0.01),
+                  Schedule(epochs=3, lr=0.01), select_best=True)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert max(row["val_acc"] for row in history) == 1.0
+
+
+def test_fit_stops_with_a_clear_error_when_the_loss_diverges():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))
+
+    def nan_loss(model, x, y):
+        return model(x).sum() * float("nan"), {}
+
+    with pytest.raises(Diverged, match=r"diverged.*epoch 1"):
+        fit(model, _loader(_data()), None, Recipe(epochs=1), Schedule(epochs=1, lr=0.1), nan_loss)
+
+
+def test_distillation_loss_matches_the_formula():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cls = nn.Linear(4, 3)
+            self.dist = nn.Linear(4, 3)
+
+        def forward_heads(self, x):
+            return self.cls(x), self.dist(x)
+
+    torch.manual_seed(0)
+    student, teacher = TwoHeads(), nn.Linear(4, 3)
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    loss, logs = distillation_loss(teacher)(student, x, y)
+    target = torch.softmax(teacher(x), 1)
+    kl = sum((target * (target.log() - torch.log_softmax(h(x), 1))).sum(1).mean() for h in (student.cls, student.dist))
+    expected = 0.5 * nn.functional.cross_entropy(student.cls(x), y) + 0.25 * kl
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert set(logs) == {"ce", "kl"}
