@@ -147,9 +147,9 @@ def render(summary: pd.DataFrame, fmt: str) -> str:
         return json.dumps(json.loads(summary.to_json(orient="records")), indent=2) + "\n"
     shown = display_frame(summary)
     if fmt == "md":
-        return shown.to_markdown(index=False) + f"\n\n{FOOTNOTE}.\n"
+        return shown.to_markdown(index=False) + f"\n\n{FOOTNOTE}\n"
     if fmt == "html":
-        return shown.to_html(index=False, border=0) + f"\n<p>{FOOTNOTE}.</p>\n"
+        return shown.to_html(index=False, border=0) + f"\n<p>{FOOTNOTE}</p>\n"
     if fmt == "latex":
         return shown.to_latex(index=False).replace("%", r"\%").replace("Δ", r"$\Delta$")
     raise ValueError(f"unknown format {fmt!r}")
