@@ -80,22 +80,44 @@ def test_gpu_training_step_vit_s(benchmark, method):
     _training_step(benchmark, lambda: vit_s(10), method, _device("cuda"), 128)
 
 
-def test_cpu_activity_pass(benchmark):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_activity_pass(benchmark, device):
     torch.manual_seed(0)
-    model = attach_generators(simcnn(10, width=0.25))
-    batches = [(torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))) for _ in range(4)]
+    model = attach_generators(simcnn(10, width=0.25)).to(_device(device))
+    batches = [(torch.randn(256, 3, 32, 32, device=device), torch.randint(0, 10, (256,), device=device))
+               for _ in range(4)]
     stats = benchmark(collect_activity, model, batches, 10, 64)
     assert int(stats.class_totals.sum()) == 1024
 
 
-@pytest.mark.parametrize("name,build", [("simcnn", lambda: simcnn(10, width=0.25)),
-                                        ("vit", lambda: vit_s(10, width=0.25, depth=4))])
-def test_cpu_module_inference(benchmark, name, build):
+def _module_forward(module, x):
+    out = module(x)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    return out
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name,build,batch", [("simcnn", lambda: simcnn(10, width=0.25), 32),
+                                              ("vit", lambda: vit_s(10, width=0.25, depth=4), 32),
+                                              ("vgg16", lambda: vgg16(10), 256),
+                                              ("vit_s", lambda: vit_s(10), 256)])
+@pytest.mark.parametrize("what", ["model", "module"])
+def test_inference(benchmark, what, device, name, build, batch):
+    """A full model against a module extracted with about 40% of each layer's units kept."""
+    if device == "cpu" and batch > 32:
+        pytest.skip("full-size models are timed on the GPU only")
     torch.manual_seed(0)
-    model = attach_generators(build()).eval()
-    keep = {n: torch.rand(u.num_units) < 0.4 for n, u in maskable_units(model)}
-    module = extract(model, keep).eval()
-    x = torch.randn(32, 3, 32, 32)
+    model = build().eval()
+    if what == "module":
+        attach_generators(model)
+        keep = {n: torch.rand(u.num_units) < 0.4 for n, u in maskable_units(model)}
+        model = extract(model, keep).eval()
+    module = model.to(_device(device))
+    x = torch.randn(batch, 3, 32, 32, device=device)
     with torch.no_grad():
-        out = benchmark(module, x)
-    assert out.shape == (32, 10)
+        out = benchmark(_module_forward, module, x)
+    assert out.shape == (batch, 10)
