@@ -15,6 +15,7 @@ from torch import nn
 
 from bench.errors import UsageError
 from bench.extract import extract
+from bench.mask_similarity import unit_rate
 from bench.masking import attach_generators, current_masks, generator_parameters
 from bench.method import Method, StageContext, TrainContext, TrainedModel
 from bench.modules import ModuleSet, threshold_masks
@@ -54,8 +55,7 @@ class MaskedMethod(Method):
             task, logs = ctx.task_loss(model, x, y)
             masks = current_masks(model)
             extra, extra_logs = self.mask_loss(masks, y, ctx.hparams, ctx.family)
-            rate = torch.stack([(m > 0).float().mean() for m in masks]).mean()
-            return task + extra, {**logs, **extra_logs, "unit_rate": rate.detach()}
+            return task + extra, {**logs, **extra_logs, "unit_rate": unit_rate(masks)}
 
         return TrainedModel(ctx.model, ctx.fit(ctx.model, loss_fn, groups))
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from bench.hookspecs import hookimpl
+from bench.mask_similarity import mask_similarities
 from bench.masked_method import MaskedMethod, check_extraction
 from bench.models.spec import ModelSpec
 
@@ -41,14 +41,11 @@ def cohesion_coupling_loss(masks: list[torch.Tensor], labels: torch.Tensor) -> t
     """(cohesion loss, coupling loss) averaged over layers; masks are (batch, units) each."""
     same = labels[:, None] == labels[None, :]  # (batch, batch)
     upper = torch.ones_like(same).triu(diagonal=1)
-    pos, neg = same & upper, ~same & upper
-    cohesion, coupling = [], []
-    for mask in masks:
-        z = F.normalize(mask.float(), p=2, dim=1)
-        sim = z @ z.T  # (batch, batch) cosine similarities
-        cohesion.append(1 - sim[pos].sum() / pos.sum().clamp(min=1))
-        coupling.append(sim[neg].sum() / neg.sum().clamp(min=1))
-    return torch.stack(cohesion).mean(), torch.stack(coupling).mean()
+    pos, neg = (same & upper).float(), (~same & upper).float()
+    sim = mask_similarities(masks)  # (layers, batch, batch)
+    cohesion = 1 - (sim * pos).sum(dim=(1, 2)) / pos.sum().clamp(min=1)
+    coupling = (sim * neg).sum(dim=(1, 2)) / neg.sum().clamp(min=1)
+    return cohesion.mean(), coupling.mean()
 
 
 class MwT(MaskedMethod):

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from bench.hookspecs import hookimpl
+from bench.mask_similarity import mask_similarities
 from bench.masked_method import MaskedMethod, check_extraction
 from bench.models.spec import ModelSpec
 
@@ -48,14 +48,10 @@ class NeMoHparams:
 def contrastive_mask_loss(masks: list[torch.Tensor], labels: torch.Tensor, tau: float) -> torch.Tensor:
     """NeMo's L_con averaged over layers; masks are (batch, units) each."""
     positive = (labels[:, None] == labels[None, :]).float()  # (batch, batch), diagonal included
-    losses = []
-    for mask in masks:
-        z = F.normalize(mask.float(), p=2, dim=1)
-        sim = z @ z.T  # (batch, batch)
-        pos = torch.exp(sim * positive / tau).sum(1)
-        neg = torch.exp(sim * (1 - positive) / tau).sum(1)
-        losses.append(-torch.log((pos + EPS) / (pos + neg + EPS)).mean())
-    return torch.stack(losses).mean()
+    sim = mask_similarities(masks)  # (layers, batch, batch)
+    pos = torch.exp(sim * positive / tau).sum(dim=2)
+    neg = torch.exp(sim * (1 - positive) / tau).sum(dim=2)
+    return -torch.log((pos + EPS) / (pos + neg + EPS)).mean()
 
 
 class NeMo(MaskedMethod):

@@ -4,7 +4,9 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from bench.mask_similarity import mask_similarities, unit_rate
 from methods.mwt import cohesion_coupling_loss
 from methods.nemo import contrastive_mask_loss
 
@@ -84,3 +86,19 @@ def test_default_hyperparameters_follow_the_authors():
     assert NeMo().hparams(models.get("vgg16")).tau == 0.2
     assert (MwT().hparams(models.get("vgg16")).alpha, MwT().hparams(models.get("vgg16")).beta) == (0.5, 1.5)
     assert MwT().hparams(models.get("deit_s")).beta == 0.5
+
+
+def test_mask_similarities_match_the_per_layer_products_for_mixed_widths():
+    torch.manual_seed(0)
+    masks = [torch.rand(5, 3), torch.rand(5, 7), torch.rand(5, 3)]
+    masks[1][2] = 0  # an all-closed sample: its similarities are 0, not NaN
+    sims = mask_similarities(masks)
+    assert sims.shape == (3, 5, 5)
+    expected = [F.normalize(m, dim=1) @ F.normalize(m, dim=1).T for m in (masks[0], masks[2], masks[1])]
+    torch.testing.assert_close(sims, torch.stack(expected))
+    assert torch.all(sims[2][2] == 0)
+
+
+def test_unit_rate_is_the_mean_over_layers_of_open_fractions():
+    masks = [torch.tensor([[0.0, 0.5], [0.2, 0.0]]), torch.tensor([[0.1, 0.0, 0.0], [0.0, 0.0, 0.0]])]
+    assert unit_rate(masks).item() == pytest.approx((2 / 4 + 1 / 6) / 2)
