@@ -47,7 +47,32 @@ class ExtractedViT(ViT):
         self.head_dist = head_dist
 
 
-class HeadProjection(nn.Module):
+class SpreadWeights(nn.Module):
+    """Base of layers that zero-pad a compact weight into a wider layout at call time.
+
+    While training, the padded copy is rebuilt at each call so that gradients reach only the
+    compact parameters. In inference (no grad) it is built once and reused until the parameter
+    changes (its version, device or dtype), so a module runs as many kernels as its model.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._spread_cache: dict[str, tuple[tuple, torch.Tensor]] = {}
+
+    def spread(self, key: str, tensor: torch.Tensor, pos: torch.Tensor, shape: tuple[int, ...],
+               dim: int) -> torch.Tensor:
+        """``tensor`` placed at indices ``pos`` along ``dim`` of a zero tensor of ``shape``."""
+        if torch.is_grad_enabled():
+            return tensor.new_zeros(shape).index_copy(dim, pos, tensor)
+        stamp = (id(tensor), tensor._version, tensor.device, tensor.dtype)
+        cached = self._spread_cache.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, tensor.new_zeros(shape).index_copy(dim, pos, tensor))
+            self._spread_cache[key] = cached
+        return cached[1]
+
+
+class HeadProjection(SpreadWeights):
     """A Linear computing some heads' kept dims, laid out as (batch, heads, tokens, width).
 
     Row ``i`` of the Linear lands at position ``pos[i]`` of the ``heads * width`` features; the
@@ -68,13 +93,13 @@ class HeadProjection(nn.Module):
         if self.linear is None:
             out = x.new_zeros(b, n, features)
         else:
-            weight = self.linear.weight.new_zeros(features, d).index_copy(0, self.pos, self.linear.weight)
-            bias = self.linear.bias.new_zeros(features).index_copy(0, self.pos, self.linear.bias)
+            weight = self.spread("weight", self.linear.weight, self.pos, (features, d), 0)
+            bias = self.spread("bias", self.linear.bias, self.pos, (features,), 0)
             out = F.linear(x, weight, bias)  # (batch, tokens, heads * width)
         return out.view(b, n, self.heads, self.width).transpose(1, 2)  # (batch, heads, tokens, width)
 
 
-class ExtractedAttention(nn.Module):
+class ExtractedAttention(SpreadWeights):
     """Attention over the retained heads; returns the out projection's kept rows (batch, tokens, rows).
 
     ``out`` reads the kept (head, v-dim) features; its weight is spread over the padded head layout
@@ -90,8 +115,8 @@ class ExtractedAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x), scale=self.scale)
         y = y.transpose(1, 2).flatten(2)  # (batch, tokens, heads * width)
-        weight = self.out.weight.new_zeros(self.out.out_features, y.shape[-1])
-        return F.linear(y, weight.index_copy(1, self.v.pos, self.out.weight), self.out.bias)
+        weight = self.spread("out", self.out.weight, self.v.pos, (self.out.out_features, y.shape[-1]), 1)
+        return F.linear(y, weight, self.out.bias)
 
 
 class ExtractedBlock(nn.Module):

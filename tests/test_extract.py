@@ -229,6 +229,25 @@ def test_vit_extraction_keeps_heads_and_trains():
     assert all(p.grad is not None for p in extracted.parameters())
 
 
+def test_vit_inference_reuses_padded_weights_until_they_change():
+    torch.manual_seed(0)
+    extracted = extract(modular(VITS["vit_s"]), vit_keep(modular(VITS["vit_s"]))).eval()
+    x = images()
+    with torch.no_grad():
+        first = extracted(x)
+        cached = extracted.blocks[1].attn.q._spread_cache["weight"][1]
+        assert extracted(x).equal(first) and extracted.blocks[1].attn.q._spread_cache["weight"][1] is cached
+    optimizer = torch.optim.SGD(extracted.parameters(), lr=0.1)
+    extracted(x).pow(2).sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = extracted(x)
+    with torch.enable_grad():
+        rebuilt = extracted(x)
+    assert not after.equal(first)
+    torch.testing.assert_close(after, rebuilt.detach())
+
+
 def paper_params(model: nn.Module, keep: dict[str, torch.Tensor]) -> int:
     """Parameters of NeMo's module, counted from the masks: narrowed stream, fresh LayerNorms."""
     dim = model.dim
