@@ -16,6 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 log = logging.getLogger("bench")
 
+# Redraws per second: enough to look alive, few enough not to take the GIL from a 2-core training loop.
+REFRESH_PER_SECOND = 4
+
 
 def setup_logging(console: Console, quiet: bool = False) -> None:
     """Send the 'bench' logger to ``console`` (warnings only when ``quiet``)."""
@@ -33,7 +36,7 @@ class Bars:
         self.quiet = quiet
         self._progress = None if quiet else Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=False,
+            console=console, transient=False, refresh_per_second=REFRESH_PER_SECOND,
         )
         self._tasks: dict[str, TaskID] = {}
 
