@@ -100,14 +100,21 @@ def _module_forward(module, x):
     return out
 
 
+# name -> (builder, batch): two small test models, and two full-size ones timed on the GPU only.
+INFERENCE_MODELS = {
+    "simcnn-w.25": (lambda: simcnn(10, width=0.25), 32),
+    "vit-d4-w.25": (lambda: vit_s(10, width=0.25, depth=4), 32),
+    "vgg16": (lambda: vgg16(10), 256),
+    "vit_s": (lambda: vit_s(10), 256),
+}
+
+
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name,build,batch", [("simcnn", lambda: simcnn(10, width=0.25), 32),
-                                              ("vit", lambda: vit_s(10, width=0.25, depth=4), 32),
-                                              ("vgg16", lambda: vgg16(10), 256),
-                                              ("vit_s", lambda: vit_s(10), 256)])
+@pytest.mark.parametrize("name", list(INFERENCE_MODELS))
 @pytest.mark.parametrize("what", ["model", "module"])
-def test_inference(benchmark, what, device, name, build, batch):
+def test_inference(benchmark, what, device, name):
     """A full model against a module extracted with about 40% of each layer's units kept."""
+    build, batch = INFERENCE_MODELS[name]
     if device == "cpu" and batch > 32:
         pytest.skip("full-size models are timed on the GPU only")
     torch.manual_seed(0)
