@@ -41,18 +41,18 @@ class Bars:
         self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> Bars:
-        if self._progress is not None:
-            self._progress.start()
         return self
 
     def __exit__(self, kind: type | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._tasks:
             self._progress.stop()
 
     def start(self, level: str, description: str, total: int) -> None:
         """(Re)start the bar of ``level`` ('grid', 'stage', 'batch') with a new total."""
         if self._progress is None:
             return
+        if not self._tasks:  # the display starts with its first bar: an early error leaves no empty line
+            self._progress.start()
         if level in self._tasks:
             self._progress.reset(self._tasks[level], total=total, description=description, visible=True)
         else:
