@@ -17,6 +17,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Lay out, write and close ``fig``; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def size_accuracy(rows: pd.DataFrame, path: Path) -> Path:
     """Module accuracy against module size (weight retention), one marker per method, per task and seed."""
     plt = _pyplot()
@@ -29,10 +37,7 @@ def size_accuracy(rows: pd.DataFrame, path: Path) -> Path:
     ax.set_title("Reused modules: size against accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def method_bars(rows: pd.DataFrame, path: Path) -> Path:
@@ -57,10 +62,7 @@ def method_bars(rows: pd.DataFrame, path: Path) -> Path:
         ax.tick_params(axis="x", labelsize=7)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def threshold_sweep(rows: pd.DataFrame, path: Path) -> Path:
@@ -77,10 +79,7 @@ def threshold_sweep(rows: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("module threshold")
         ax.grid(alpha=0.3)
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def draw_plots(rows: pd.DataFrame, directory: Path) -> list[Path]:
