@@ -144,10 +144,7 @@ class Session:
 
     def teacher_of(self, r: Resolved) -> Resolved:
         """The standard-trained teacher a distilled model learns from."""
-        name, args = r.spec.teacher_ref(r.model.kwargs)
-        teacher = self.plugins.models.get(name)
-        return self.resolve(STANDARD, Ref(name, tuple(sorted(teacher.canonical_args(args).items()))), r.dataset,
-                            r.seed)
+        return self.resolve(STANDARD, self.plugins.teacher_ref(r.model), r.dataset, r.seed)
 
     def loader(self, r: Resolved, split: str, data: DataBundle | None = None, train: bool = False) -> BatchLoader:
         """Batches of one split: shuffled and augmented for training, in order otherwise."""

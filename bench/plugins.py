@@ -23,6 +23,7 @@ from typing import Any
 import pluggy
 
 from bench import hookspecs
+from bench.config import Ref
 from bench.errors import PluginError
 from bench.registry import Registry
 
@@ -63,6 +64,16 @@ class Plugins:
             others = [p for p in self.pm.get_plugins() if p is not impl.plugin]
             caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
             yield impl.plugin_name, lambda caller=caller: caller(**kwargs)
+
+    def model_ref(self, name: str, args: dict[str, Any]) -> Ref:
+        """The one name of a model: alias resolved, arguments checked, defaults left out."""
+        spec = self.models.get(name)
+        return Ref(spec.name, tuple(sorted(spec.canonical_args(args).items())))
+
+    def teacher_ref(self, model: Ref) -> Ref | None:
+        """The model a distilled ``model`` learns from (None when it has no teacher)."""
+        teacher = self.models.get(model.name).teacher_ref(model.kwargs)
+        return None if teacher is None else self.model_ref(*teacher)
 
     def emit(self, event: str, run: dict[str, Any], payload: dict[str, Any]) -> None:
         """Tell every observer plugin about a run event; a failing observer is logged, never fatal."""

@@ -31,10 +31,7 @@ def canonical_grid(grid: GridConfig, plugins: Plugins) -> GridConfig:
     if not grid.methods or not grid.models or not grid.datasets or not grid.seeds:
         raise UsageError("nothing to run: give at least one method, model, data set and seed")
     methods = tuple(dict.fromkeys(plugins.methods.canonical(m) for m in grid.methods))
-    models = []
-    for ref in grid.models:
-        spec = plugins.models.get(ref.name)
-        models.append(Ref(spec.name, tuple(sorted(spec.canonical_args(ref.kwargs).items()))))
+    models = [plugins.model_ref(ref.name, ref.kwargs) for ref in grid.models]
     datasets = tuple(Ref(plugins.datasets.canonical(d.name), d.args) for d in grid.datasets)
     for method_name, _ in grid.overrides.methods:
         if plugins.methods.canonical(method_name) not in methods:
@@ -63,12 +60,9 @@ def expand(grid: GridConfig, plugins: Plugins) -> list[CellConfig]:
     for dataset in grid.datasets:
         for seed in grid.seeds:
             for model in grid.models:
-                teacher = plugins.models.get(model.name).teacher_ref(model.kwargs)
-                if teacher is not None:
-                    name, args = teacher
-                    ref = Ref(name, tuple(sorted(plugins.models.get(name).canonical_args(args).items())))
-                    if ref not in grid.models:
-                        cells.append(CellConfig(STANDARD, ref, dataset, seed, grid, record=False))
+                teacher = plugins.teacher_ref(model)
+                if teacher is not None and teacher not in grid.models:
+                    cells.append(CellConfig(STANDARD, teacher, dataset, seed, grid, record=False))
                 for method in (STANDARD, *[m for m in grid.methods if m != STANDARD]):
                     cells.append(CellConfig(method, model, dataset, seed, grid))
     return list(dict.fromkeys(cells))
