@@ -1,9 +1,49 @@
 """modbench: a benchmark harness for DNN modularization methods.
 
-Plugin authors need ``hookimpl`` (the marker of hook implementations); everything else lives in
-the submodules (``bench.method``, ``bench.masked_method``, ``bench.extract``...).
+The public plugin API: a plugin imports what it needs from ``bench`` alone, so the packages
+behind it (``bench.protocol``, ``bench.modular``, ``bench.models``, ``bench.data``) may move
+without breaking plugins. Names are imported on first use, so ``import bench`` stays light.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from bench.hookspecs import hookimpl
 
-__all__ = ["hookimpl"]
+_PUBLIC = {
+    "Method": "bench.protocol.method",
+    "NoHparams": "bench.protocol.method",
+    "TrainContext": "bench.protocol.method",
+    "StageContext": "bench.protocol.method",
+    "TrainedModel": "bench.protocol.method",
+    "ModuleSet": "bench.protocol.modules",
+    "ActivityStats": "bench.protocol.modules",
+    "Recipe": "bench.protocol.recipe",
+    "MaskedMethod": "bench.modular.masked_method",
+    "extract": "bench.modular.extract",
+    "threshold_masks": "bench.modular.activity",
+    "maskable_units": "bench.modular.masking",
+    "ModelSpec": "bench.models.spec",
+    "ConvUnit": "bench.models.layers",
+    "LinearUnit": "bench.models.layers",
+    "Residual": "bench.models.layers",
+    "DatasetSpec": "bench.data.builtin",
+    "DataBundle": "bench.data.tensors",
+    "TensorData": "bench.data.tensors",
+}
+
+__all__ = ["hookimpl", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

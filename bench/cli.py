@@ -25,7 +25,7 @@ class LazyGroup(click.Group):
 
     def _add_plugin_commands(self) -> None:
         from bench.errors import PluginError
-        from bench.plugins import get_plugins
+        from bench.plugins.manager import get_plugins
 
         plugins = get_plugins()
         if self._plugins is plugins:
@@ -109,7 +109,7 @@ def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...],
       bench run --methods mwt --models resnet18:width=0.25 --tasks 0,1 --set mwt.beta=1.0
       bench run --preset paper --datasets cifar10 --data-root ~/data --device cuda
     """
-    from bench.config import grid_from_options, read_config_file
+    from bench.grid.config import grid_from_options, read_config_file
 
     config = read_config_file(config_file) if config_file else {}
     grid = grid_from_options({
@@ -121,8 +121,8 @@ def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...],
     options = {"ray": {"address": ray_address}, "slurm": {"partition": slurm_partition}}.get(executor, {})
     from rich.console import Console
 
-    from bench.report import rich_table, summarize, task_rows
-    from bench.runner import run_grid
+    from bench.pipeline.runner import run_grid
+    from bench.report.tables import rich_table, summarize, task_rows
 
     records = run_grid(grid, executor, Console(stderr=True), {k: v for k, v in options.items() if v})
     if records:
@@ -153,14 +153,14 @@ def report(runs: Path, fmt: str, out: Path | None, plots: Path | None) -> int:
     """
     from rich.console import Console
 
-    from bench.report import load_records, render, rich_table, summarize, task_rows
+    from bench.report.tables import load_records, render, rich_table, summarize, task_rows
 
     records = load_records(runs)
     if not records:
         raise UsageError(f"no records under {runs} (run `bench run` first, or pass --runs DIR)")
     summary = summarize(task_rows(records))
     if plots is not None:
-        from bench.plots import draw_plots
+        from bench.report.plots import draw_plots
 
         for path in draw_plots(task_rows(records), plots):
             click.echo(f"wrote {path}", err=True)
@@ -173,7 +173,7 @@ def report(runs: Path, fmt: str, out: Path | None, plots: Path | None) -> int:
         return 0
     text = render(summary, fmt)
     if out:
-        from bench.store import atomic_write
+        from bench.pipeline.store import atomic_write
 
         atomic_write(out, text.encode())
         click.echo(f"wrote {out}", err=True)
@@ -198,7 +198,7 @@ def list_(kind: str | None, pattern: str, plugins_dir: Path | None) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from bench.plugins import get_plugins
+    from bench.plugins.manager import get_plugins
 
     plugins = get_plugins(plugins_dir)
     console = Console()
@@ -238,7 +238,7 @@ def plugins(plugins_dir: Path | None) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from bench.plugins import get_plugins
+    from bench.plugins.manager import get_plugins
 
     state = get_plugins(plugins_dir)
     table = Table(title="plugins", title_justify="left")
@@ -264,7 +264,7 @@ def show(run_path: Path, runs: Path, as_json: bool) -> int:
     """
     from rich.console import Console
 
-    from bench.show import find_record, render_record
+    from bench.report.show import find_record, render_record
 
     record = find_record(run_path, runs)
     if as_json:
@@ -291,9 +291,9 @@ def export(run_path: Path, task: str, out: Path, runs: Path) -> int:
     Example:
       bench export runs/digits/simcnn-width0.25/mwt/3f2a9c1b0d4e/t0.9 --task 0,1 --out module.pt2
     """
-    from bench.config import parse_task
-    from bench.export import export_module
-    from bench.show import find_record
+    from bench.grid.config import parse_task
+    from bench.report.export import export_module
+    from bench.report.show import find_record
 
     record = find_record(run_path, runs)
     if record.get("error"):

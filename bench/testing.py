@@ -3,7 +3,7 @@
 modbench exposes this module as a pytest plugin (entry point ``pytest11``: ``modbench =
 "bench.testing"``), so a plugin's own test suite gets the fixtures once modbench is installed::
 
-    from bench.runner import run_grid
+    from bench.pipeline.runner import run_grid
 
     def test_my_method_runs(tiny_grid, registered_method):
         with registered_method(MyMethod()):
@@ -32,12 +32,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config import GridConfig, Ref, parse_overrides, parse_refs
-from bench.extract import extract
+from bench.grid.config import GridConfig, parse_overrides
 from bench.hookspecs import hookimpl
-from bench.masking import maskable_units
-from bench.method import Method, StageContext, TrainContext, TrainedModel
-from bench.modules import ModuleSet
+from bench.modular.extract import extract
+from bench.modular.masking import maskable_units
+from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
+from bench.protocol.modules import ModuleSet
+from bench.refs import Ref, parse_refs
 
 TINY_DATASET = "synthetic:size=256,classes=4,test_size=64"
 TINY_MODEL = "simcnn:width=0.125"
@@ -102,7 +103,7 @@ def use_plugin(plugin: object, name: str) -> Iterator[object]:
     """Load ``plugin`` (an object or module with hook implementations) into the plugins, like a
     ``--plugins-dir`` file named ``name``: its registrations go through the usual checks and
     ``bench plugins`` lists it. On exit every plugin is forgotten (``reset_plugins``)."""
-    from bench import plugins
+    from bench.plugins import manager as plugins
 
     try:
         state = plugins.get_plugins()

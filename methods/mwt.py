@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from bench.hookspecs import hookimpl
-from bench.mask_similarity import mask_similarities
-from bench.masked_method import MaskedMethod, check_extraction
 from bench.models.spec import ModelSpec
+from bench.modular.masked_method import MaskedMethod, check_extraction
+from bench.modular.similarity import mask_similarities
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from bench.hookspecs import hookimpl
-from bench.mask_similarity import mask_similarities
-from bench.masked_method import MaskedMethod, check_extraction
 from bench.models.spec import ModelSpec
+from bench.modular.masked_method import MaskedMethod, check_extraction
+from bench.modular.similarity import mask_similarities
 
 EPS = 1e-8
 # The authors' alphas: ViT-s 0.06-0.15, DeiT-s 0.08-0.1, ResNet18 1.1, SimCNN 1.3 (sweeps 1.0-1.8).

@@ -13,8 +13,8 @@ from typing import Any
 from torch import nn
 
 from bench.hookspecs import hookimpl
-from bench.method import Method, StageContext, TrainContext, TrainedModel
-from bench.modules import ModuleSet
+from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
+from bench.protocol.modules import ModuleSet
 
 
 class Standard(Method):

@@ -27,6 +27,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def _fresh_plugins():
     """Forget every loaded plugin after each test (the next ``get_plugins`` loads the built-ins again)."""
     yield
-    from bench.plugins import reset_plugins
+    from bench.plugins.manager import reset_plugins
 
     reset_plugins()

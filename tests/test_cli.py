@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli, main
-from bench.report import FOOTNOTE
+from bench.report.tables import FOOTNOTE
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, use_plugin
 
 COMMANDS = ("run", "report", "list", "plugins", "show")
@@ -330,7 +330,7 @@ def test_export_writes_a_program_that_scores_like_the_record(tmp_path):
     import torch
 
     from bench.data.builtin import load_synthetic
-    from bench.runner import run_grid
+    from bench.pipeline.runner import run_grid
     from bench.testing import make_tiny_grid
 
     grid = make_tiny_grid(tmp_path / "runs", methods="standard,mwt", tasks=((1, 3),))

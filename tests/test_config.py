@@ -9,18 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import (
-    Ref,
-    coerce_fields,
-    parse_csv,
-    parse_overrides,
-    parse_refs,
-    parse_task,
-    parse_value,
-    read_config_file,
-)
 from bench.errors import UsageError
-from bench.presets import RECIPE_FIELDS, Recipe
+from bench.grid.config import coerce_fields, parse_csv, parse_overrides, parse_task, read_config_file
+from bench.protocol.recipe import RECIPE_FIELDS, Recipe
+from bench.refs import Ref, parse_refs, parse_value
 
 # ----------------------------------------------------------------------------- references
 
@@ -211,7 +203,7 @@ def test_recipe_values_from_set_strings():
 
 
 def test_nan_is_not_a_learning_rate():
-    from bench.presets import with_overrides
+    from bench.grid.presets import with_overrides
 
     with pytest.raises(UsageError, match="bad value for lr"):
         coerce_fields(Recipe, dict(parse_overrides(["lr=nan"]).recipe), "recipe")

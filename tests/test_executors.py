@@ -2,9 +2,9 @@
 
 import pytest
 
-from bench.cluster import waves
-from bench.plugins import get_plugins
-from bench.runner import expand, run_grid
+from bench.pipeline.cluster import waves
+from bench.pipeline.runner import expand, run_grid
+from bench.plugins.manager import get_plugins
 from bench.testing import make_tiny_grid
 
 

@@ -9,11 +9,12 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from bench.extract import ExtractedResidual, ExtractedViT, extract
-from bench.masking import FixedMask, attach_generators, fix_masks, maskable_units, remove_generators
 from bench.models.cnn import CNN, rescnn, resnet18, simcnn, vgg16
 from bench.models.layers import units
 from bench.models.vit import deit_s, vit_s
+from bench.modular.extract import extract
+from bench.modular.layers import ExtractedResidual, ExtractedViT
+from bench.modular.masking import FixedMask, attach_generators, fix_masks, maskable_units, remove_generators
 
 CNNS = {
     "vgg16": lambda: vgg16(10, width=0.25),

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.mask_similarity import mask_similarities, unit_rate
+from bench.modular.similarity import mask_similarities, unit_rate
 from methods.mwt import cohesion_coupling_loss
 from methods.nemo import contrastive_mask_loss
 
@@ -75,7 +75,7 @@ def test_nemo_on_cnns_counts_the_first_masked_layer_as_ones():
 
 
 def test_default_hyperparameters_follow_the_authors():
-    from bench.plugins import get_plugins
+    from bench.plugins.manager import get_plugins
     from methods.mwt import MwT
     from methods.nemo import NeMo
 

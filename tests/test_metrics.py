@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench import metrics
 from bench.models.vit import vit_s
-from bench.modules import ActivityStats, ModuleSet
+from bench.pipeline import metrics
+from bench.protocol.modules import ActivityStats, ModuleSet
 
 
 def test_pairwise_jaccard_hand_computed():

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from bench.errors import UsageError
-from bench.masking import attach_generators, current_masks, maskable_units, remove_generators
-from bench.metrics import count_flops, count_params
 from bench.models.cnn import rescnn, simcnn, vgg16
-from bench.plugins import get_plugins
+from bench.modular.masking import attach_generators, current_masks, maskable_units, remove_generators
+from bench.pipeline.metrics import count_flops, count_params
+from bench.plugins.manager import get_plugins
 
 TINY = {"cnn": {"width": 0.125}, "vit": {"width": 0.125, "depth": 2}}
 

@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.masking import attach_generators, maskable_units
 from bench.models.cnn import simcnn
-from bench.modules import ActivityStats, ModuleSet, collect_activity, threshold_masks
+from bench.modular.activity import collect_activity, threshold_masks
+from bench.modular.masking import attach_generators, maskable_units
+from bench.protocol.modules import ActivityStats, ModuleSet
 
 
 def _stats(counts: list[list[int]], totals: list[int], sizes: list[int]) -> ActivityStats:

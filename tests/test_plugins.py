@@ -17,16 +17,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from bench import hookspecs, plugins
+from bench import hookspecs
 from bench.cli import cli
-from bench.config import Ref
 from bench.data import DataBundle, DatasetSpec, TensorData, stratified_split
 from bench.errors import PluginError, UsageError
 from bench.hookspecs import hookimpl
-from bench.method import Method
 from bench.models.cnn import simcnn
 from bench.models.spec import ModelSpec
-from bench.runner import canonical_grid, run_grid
+from bench.pipeline.runner import canonical_grid, run_grid
+from bench.plugins import manager as plugins
+from bench.protocol.method import Method
+from bench.refs import Ref
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, make_tiny_grid, use_plugin
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,8 +115,8 @@ def load_mini(root=None, download=False, val_fraction=0.1, **options) -> DataBun
 
 
 def test_hook_register_datasets():
-    from bench.cell import Session
-    from bench.progress import Bars
+    from bench.pipeline.cell import Session
+    from bench.pipeline.progress import Bars
 
     class Plugin:
         @hookimpl
@@ -250,7 +251,7 @@ def test_fixtures_for_plugin_authors(tiny_grid, registered_method, dummy_method,
 def test_bench_testing_is_a_pytest_plugin(pytester, monkeypatch):
     """What the pytest11 entry point gives a plugin's own test suite."""
     pytester.makepyfile("""
-        from bench.plugins import get_plugins
+        from bench.plugins.manager import get_plugins
 
 
         def test_fixtures(tiny_grid, registered_method, dummy_method):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import PluginError, UsageError
-from bench.plugins import get_plugins
-from bench.registry import Registry
+from bench.plugins.manager import get_plugins
+from bench.plugins.registry import Registry
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import pytest
 import torch
 from rich.console import Console
 
-import bench.cell
-from bench import store
+import bench.pipeline.cell
 from bench.errors import UsageError
-from bench.plugins import get_plugins
-from bench.runner import run_grid
+from bench.pipeline import store
+from bench.pipeline.runner import run_grid
+from bench.plugins.manager import get_plugins
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, make_tiny_grid, use_plugin
 
 TASKS = ((0, 1), (2, 3))
@@ -32,13 +32,13 @@ class Calls:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.monkeypatch = monkeypatch
         self.log: list[tuple[str, str, str]] = []
-        original_fit = bench.cell.fit
+        original_fit = bench.pipeline.cell.fit
 
         def fit(*args: Any, **kwargs: Any) -> Any:
             self.log.append(("*", "fit", "*"))
             return original_fit(*args, **kwargs)
 
-        monkeypatch.setattr(bench.cell, "fit", fit)
+        monkeypatch.setattr(bench.pipeline.cell, "fit", fit)
 
     def watch(self) -> Calls:
         """Spy on the stages of every method registered now."""
@@ -252,7 +252,7 @@ def test_a_bad_method_value_stops_the_run_before_training(tmp_path, monkeypatch)
     def fit(*args, **kwargs):
         raise AssertionError("trained before --set was checked")
 
-    monkeypatch.setattr(bench.cell, "fit", fit)
+    monkeypatch.setattr(bench.pipeline.cell, "fit", fit)
     with pytest.raises(UsageError, match="bad value for extraction: 'bogus'"):
         run_grid(make_tiny_grid(tmp_path / "runs", methods="mwt", sets=["mwt.extraction=bogus"]))
     assert not list((tmp_path / "runs").rglob("*.json"))
@@ -283,7 +283,7 @@ def test_a_corrupt_checkpoint_is_detected_and_retrained(finished, tmp_path, call
 def test_a_retrained_model_is_reused_afresh(finished, tmp_path, calls, monkeypatch):
     out = copy_runs(finished[0], tmp_path)
     corrupt(standard_checkpoint(out))
-    original_fit = bench.cell.fit
+    original_fit = bench.pipeline.cell.fit
 
     def nondeterministic_fit(model, *args, **kwargs):  # as training on a GPU may be
         history = original_fit(model, *args, **kwargs)
@@ -292,7 +292,7 @@ def test_a_retrained_model_is_reused_afresh(finished, tmp_path, calls, monkeypat
                 p.add_(torch.randn_like(p), alpha=0.01)
         return history
 
-    monkeypatch.setattr(bench.cell, "fit", nondeterministic_fit)
+    monkeypatch.setattr(bench.pipeline.cell, "fit", nondeterministic_fit)
     run_grid(make_tiny_grid(out, tasks=TASKS))
     assert calls.count("standard", "train") == 1
     assert calls.count("standard", "compose") == len(TASKS)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import store
 from bench.errors import CorruptArtifact
+from bench.pipeline import store
 
 
 def leftovers(directory: Path) -> list[str]:

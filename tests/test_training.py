@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from bench.data import BatchLoader, TensorData
-from bench.presets import Recipe
-from bench.training import Diverged, Schedule, distillation_loss, fit, make_optimizer, make_scheduler
+from bench.pipeline.training import Diverged, Schedule, distillation_loss, fit, make_optimizer, make_scheduler
+from bench.protocol.recipe import Recipe
 
 
 def _lrs(schedule: Schedule, steps_per_epoch: int = 2) -> list[float]:

@@ -18,9 +18,9 @@ PROBE = r"""
 import json, sys, torch
 from bench.data.builtin import load_synthetic
 from bench.data import BatchLoader
-from bench.masking import attach_generators
+from bench.modular.masking import attach_generators
 from bench.models.cnn import simcnn
-from bench.modules import collect_activity
+from bench.modular.activity import collect_activity
 
 size = int(sys.argv[1])
 torch.manual_seed(0)

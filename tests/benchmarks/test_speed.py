@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.extract import extract
-from bench.masking import attach_generators, current_masks, maskable_units
 from bench.models.cnn import simcnn, vgg16
 from bench.models.vit import vit_s
-from bench.modules import collect_activity
+from bench.modular.activity import collect_activity
+from bench.modular.extract import extract
+from bench.modular.masking import attach_generators, current_masks, maskable_units
 from methods.mwt import cohesion_coupling_loss
 from methods.nemo import contrastive_mask_loss
 

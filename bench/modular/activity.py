@@ -8,27 +8,15 @@ module masks; ``ModuleSet.target`` ORs the class modules of a sub-task.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
-from bench.masking import maskable_units
+from bench.modular.masking import maskable_units
+from bench.protocol.modules import ActivityStats
 
 THRESHOLD_STEP = 0.05
-
-
-@dataclass
-class ActivityStats:
-    """Per-class activity counts of every maskable unit, and a capped sample of per-sample activity."""
-
-    layers: list[str]
-    sizes: list[int]
-    counts: torch.Tensor  # (classes, units) int64: samples of the class where the unit was active
-    class_totals: torch.Tensor  # (classes,) int64
-    samples: torch.Tensor  # (kept samples, units) bool
-    sample_labels: torch.Tensor  # (kept samples,) int64
 
 
 @torch.no_grad()
@@ -112,48 +100,3 @@ def _keep_layer(freq: torch.Tensor, threshold: float) -> torch.Tensor:
         if keep.any():
             return keep
         steps += 1
-
-
-@dataclass
-class ModuleSet:
-    """Per-class binary module masks over the maskable units of a model.
-
-    ``masks[c]`` is the module of class ``c``: a bool vector over all units, the layers' units
-    concatenated in ``layers`` order with ``sizes``. ``unit`` says what a unit is ('kernel',
-    'neuron'); ``extra`` holds whatever else a method needs to rebuild its modules (tensors or
-    plain values only, so it stores and loads safely).
-    """
-
-    unit: str
-    layers: list[str]
-    sizes: list[int]
-    masks: torch.Tensor  # (classes, units) bool
-    extra: dict | None = None
-
-    def split(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A (units,) vector cut into one tensor per layer name."""
-        return dict(zip(self.layers, torch.split(row, self.sizes), strict=True))
-
-    def target_mask(self, classes: Sequence[int]) -> torch.Tensor:
-        """The (units,) mask of the module for ``classes``: the OR of their class modules."""
-        return self.masks[list(classes)].any(dim=0)
-
-    def target(self, classes: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Per-layer keep masks of the target module for ``classes``."""
-        return self.split(self.target_mask(classes))
-
-    def to_state(self) -> dict:
-        """A dict of tensors and plain values (safe for ``torch.load(weights_only=True)``)."""
-        return {"unit": self.unit, "layers": self.layers, "sizes": self.sizes, "masks": self.masks,
-                "extra": self.extra or {}}
-
-    @classmethod
-    def from_state(cls, state: dict) -> ModuleSet:
-        """Inverse of ``to_state``."""
-        return cls(state["unit"], list(state["layers"]), list(state["sizes"]), state["masks"], state["extra"])
-
-    @classmethod
-    def whole(cls, stats: ActivityStats, num_classes: int, unit: str) -> ModuleSet:
-        """Every class's module is the whole model (the standard method's modularization)."""
-        masks = torch.ones(num_classes, sum(stats.sizes), dtype=torch.bool)
-        return cls(unit, stats.layers, stats.sizes, masks)

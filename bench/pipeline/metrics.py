@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from bench.modules import ActivityStats, ModuleSet
+from bench.protocol.modules import ActivityStats, ModuleSet
 
 # fvcore reports these as unsupported but they are elementwise or data movement: no multiply-adds.
 COMPUTE_OP_MARKERS = ("conv", "mm", "mv", "matmul", "linear", "einsum", "attention", "dot", "bilinear", "rnn",

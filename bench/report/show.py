@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.errors import UsageError
-from bench.store import read_json
+from bench.pipeline.store import read_json
 
 
 def find_record(run: Path, runs: Path) -> dict[str, Any]:

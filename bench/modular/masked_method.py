@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from bench.errors import UsageError
-from bench.extract import extract
-from bench.mask_similarity import unit_rate
-from bench.masking import attach_generators, current_masks, generator_parameters
-from bench.method import Method, StageContext, TrainContext, TrainedModel
-from bench.modules import ModuleSet, threshold_masks
+from bench.modular.activity import threshold_masks
+from bench.modular.extract import extract
+from bench.modular.masking import attach_generators, current_masks, generator_parameters
+from bench.modular.similarity import unit_rate
+from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
+from bench.protocol.modules import ModuleSet
 
 EXTRACTION_MODES = ("exact", "paper")
 

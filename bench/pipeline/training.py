@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data import BatchLoader
-from bench.metrics import accuracy
-from bench.presets import Recipe
+from bench.pipeline.metrics import accuracy
+from bench.protocol.recipe import Recipe
 
 STEP_MILESTONES = (0.3, 0.6)  # CNNSplitter: x0.1 at epochs 60 and 120 of 200
 DISTILL_TEMPERATURE = 1.0

@@ -17,19 +17,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import metrics, store
-from bench.config import CellConfig, GridConfig, Ref, coerce_fields
 from bench.data import BatchLoader, DataBundle
-from bench.env import environment
 from bench.errors import BenchError, CorruptArtifact
-from bench.method import Method, StageContext, TrainContext, TrainedModel
+from bench.grid.config import CellConfig, GridConfig, coerce_fields
+from bench.grid.presets import recipe_for, with_overrides
 from bench.models.spec import ModelSpec
-from bench.modules import ActivityStats, ModuleSet, collect_activity
-from bench.plugins import Plugins
-from bench.presets import Recipe, recipe_for, with_overrides
-from bench.progress import Bars
-from bench.reuse import attach_head
-from bench.training import Schedule, cross_entropy_loss, distillation_loss, fit
+from bench.modular.activity import collect_activity
+from bench.modular.head import attach_head
+from bench.pipeline import metrics, store
+from bench.pipeline.env import environment
+from bench.pipeline.progress import Bars
+from bench.pipeline.training import Schedule, cross_entropy_loss, distillation_loss, fit
+from bench.plugins.manager import Plugins
+from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
+from bench.protocol.modules import ActivityStats, ModuleSet
+from bench.protocol.recipe import Recipe
+from bench.refs import Ref
 
 log = logging.getLogger("bench")
 

@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bench.config import CellConfig
 from bench.errors import UsageError
+from bench.grid.config import CellConfig
 
 log = logging.getLogger("bench")
 
@@ -21,10 +21,10 @@ def run_cell_here(cell: CellConfig) -> list[dict[str, Any]]:
     """Run one cell in this process (what a Ray task or a Slurm job executes)."""
     import torch
 
-    from bench.cell import Session
-    from bench.env import resolve_device
-    from bench.plugins import get_plugins
-    from bench.progress import Bars
+    from bench.pipeline.cell import Session
+    from bench.pipeline.env import resolve_device
+    from bench.pipeline.progress import Bars
+    from bench.plugins.manager import get_plugins
 
     torch.set_flush_denormal(True)
     session = Session(cell.grid, get_plugins(cell.grid.plugins_dir), resolve_device(cell.grid.device),

@@ -15,14 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import store
-from bench.cell import Session
-from bench.config import GridConfig, Overrides, Ref
 from bench.errors import CorruptArtifact, UsageError
-from bench.plugins import get_plugins
-from bench.presets import recipe_for
-from bench.progress import Bars
-from bench.reuse import attach_head
+from bench.grid.config import GridConfig, Overrides
+from bench.grid.presets import recipe_for
+from bench.modular.head import attach_head
+from bench.pipeline import store
+from bench.pipeline.cell import Session
+from bench.pipeline.progress import Bars
+from bench.plugins.manager import get_plugins
+from bench.refs import Ref
 
 
 class Normalized(nn.Module):

@@ -23,9 +23,9 @@ from typing import Any
 import pluggy
 
 from bench import hookspecs
-from bench.config import Ref
 from bench.errors import PluginError
-from bench.registry import Registry
+from bench.plugins.registry import Registry
+from bench.refs import Ref
 
 DEFAULT_PLUGINS = (
     "bench.models.builtin",
@@ -194,7 +194,7 @@ def _add_dataset(state: Plugins, spec: Any, plugin: str) -> None:
 
 
 def _add_method(state: Plugins, method: Any, plugin: str) -> None:
-    from bench.method import missing_stages
+    from bench.protocol.method import missing_stages
 
     name = getattr(method, "name", "")
     if not isinstance(name, str) or not name:

@@ -14,14 +14,16 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from bench.cell import STANDARD, Session
-from bench.config import CellConfig, GridConfig, Ref, coerce_fields
-from bench.env import resolve_device
 from bench.errors import UsageError
-from bench.executors import get_executor
-from bench.plugins import Plugins, get_plugins
-from bench.presets import Recipe, recipe_for, with_overrides
-from bench.progress import Bars, setup_logging
+from bench.grid.config import CellConfig, GridConfig, coerce_fields
+from bench.grid.presets import recipe_for, with_overrides
+from bench.pipeline.cell import STANDARD, Session
+from bench.pipeline.env import resolve_device
+from bench.pipeline.executors import get_executor
+from bench.pipeline.progress import Bars, setup_logging
+from bench.plugins.manager import Plugins, get_plugins
+from bench.protocol.recipe import Recipe
+from bench.refs import Ref
 
 log = logging.getLogger("bench")
 

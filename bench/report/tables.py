@@ -15,7 +15,7 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from bench.store import read_json
+from bench.pipeline.store import read_json
 
 KEYS = ["dataset", "model", "method", "threshold"]
 COLUMNS = {  # column -> (header, kind) ; kinds: pct (share shown as %), num, ratio, int

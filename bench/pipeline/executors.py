@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from bench.config import CellConfig
 from bench.errors import UsageError
+from bench.grid.config import CellConfig
 
 log = logging.getLogger("bench")
 
@@ -45,11 +45,11 @@ def get_executor(name: str, **options: Any) -> Executor:
     if name == "local":
         return LocalExecutor()
     if name == "ray":
-        from bench.cluster import RayExecutor
+        from bench.pipeline.cluster import RayExecutor
 
         return RayExecutor(**options)
     if name == "slurm":
-        from bench.cluster import SlurmExecutor
+        from bench.pipeline.cluster import SlurmExecutor
 
         return SlurmExecutor(**options)
     raise UsageError(f"unknown executor '{name}' (choose local, ray or slurm)")

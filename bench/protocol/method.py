@@ -23,8 +23,8 @@ from torch import nn
 
 from bench.data import DataBundle
 from bench.models.spec import ModelSpec
-from bench.modules import ActivityStats, ModuleSet
-from bench.presets import Recipe
+from bench.protocol.modules import ActivityStats, ModuleSet
+from bench.protocol.recipe import Recipe
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 

@@ -1,0 +1,1 @@
+"""The modular machinery methods share: mask generators, module masks from activity, extraction."""

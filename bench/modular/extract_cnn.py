@@ -1,0 +1,75 @@
+"""Physical extraction of CNN modules: conv kernels removed, residual joins over the union."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from bench.models.cnn import CNN
+from bench.models.layers import ConvUnit, Residual
+from bench.modular.layers import ExtractedResidual
+from bench.modular.slicing import sliced_conv_unit, sliced_linear
+
+PASSTHROUGH = (nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.ReLU)  # zero channels stay zero
+
+
+def extract_cnn(model: CNN, masks: dict[str, torch.Tensor]) -> CNN:
+    live = torch.ones(3, dtype=torch.bool)  # live channels of the current tensor, over the full width
+    features, live = _extract_sequence(model.features, "features", live, masks)
+    return CNN(features, _extract_classifier(model.classifier, live), model.num_classes)
+
+
+def _extract_sequence(seq: nn.Sequential, prefix: str, live: torch.Tensor,
+                      masks: dict[str, torch.Tensor]) -> tuple[nn.Sequential, torch.Tensor]:
+    layers = []
+    for name, layer in seq.named_children():
+        layer, live = _extract_layer(layer, f"{prefix}.{name}", live, masks)
+        layers.append(layer)
+    return nn.Sequential(*layers), live
+
+
+def _extract_layer(layer: nn.Module, name: str, live: torch.Tensor,
+                   masks: dict[str, torch.Tensor]) -> tuple[nn.Module, torch.Tensor]:
+    """The shrunk copy of ``layer`` and the live channels of its output."""
+    if isinstance(layer, ConvUnit):
+        out = masks.get(name, torch.ones(layer.num_units, dtype=torch.bool))
+        return sliced_conv_unit(layer, live, out), out
+    if isinstance(layer, Residual):
+        body, body_live = _extract_sequence(layer.body, f"{name}.body", live, masks)
+        shortcut, shortcut_live = None, live
+        if layer.shortcut is not None:
+            shortcut, shortcut_live = _extract_layer(layer.shortcut, f"{name}.shortcut", live, masks)
+        union = body_live | shortcut_live
+        position = union.long().cumsum(0) - 1  # position of each full-width channel within the union
+        residual = ExtractedResidual(body, shortcut, position[body_live], position[shortcut_live],
+                                     int(union.sum()), layer.relu)
+        return residual, union
+    if isinstance(layer, PASSTHROUGH):
+        return copy.deepcopy(layer), live
+    raise ValueError(f"cannot extract {type(layer).__name__} at {name!r}: CNN features may hold only "
+                     "ConvUnit, Residual, MaxPool2d, AdaptiveAvgPool2d, Dropout and ReLU")
+
+
+def _extract_classifier(classifier: nn.Sequential, live: torch.Tensor) -> nn.Sequential:
+    """The classifier with its first Linear reading only the live channels of the flattened features."""
+    layers: list[nn.Module] = []
+    first = True
+    for layer in classifier:
+        if isinstance(layer, nn.Linear) and not first:
+            layers.append(sliced_linear(layer))
+        elif isinstance(layer, nn.Linear):
+            first = False
+            if layer.in_features % len(live):
+                raise ValueError(f"classifier input {layer.in_features} is not a multiple of the "
+                                 f"{len(live)} feature channels")
+            hw = layer.in_features // len(live)  # flattened positions per channel (channel-major)
+            cols = (live.nonzero() * hw + torch.arange(hw)).flatten()
+            layers.append(sliced_linear(layer, cols=cols))
+        elif isinstance(layer, (nn.Dropout, nn.ReLU)):
+            layers.append(copy.deepcopy(layer))
+        else:
+            raise ValueError(f"cannot extract {type(layer).__name__} in the classifier: it may hold only "
+                             "Linear, ReLU and Dropout")
+    return nn.Sequential(*layers)

@@ -1,0 +1,68 @@
+"""Copies of layers restricted to some of their rows and columns: the one place extraction slices weights."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.models.layers import ConvUnit
+
+
+def sliced_linear(linear: nn.Linear, rows: torch.Tensor | None = None,
+                  cols: torch.Tensor | None = None) -> nn.Linear:
+    """A new ``nn.Linear`` holding copies of ``linear``'s weight rows/columns (all when None)."""
+    weight = linear.weight.detach()
+    bias = linear.bias.detach() if linear.bias is not None else None
+    if rows is not None:
+        weight = weight[rows]
+        bias = bias[rows] if bias is not None else None
+    if cols is not None:
+        weight = weight[:, cols]
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                    device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def sliced_conv_unit(unit: ConvUnit, live: torch.Tensor, out: torch.Tensor) -> ConvUnit:
+    """A ConvUnit computing the ``out`` channels of ``unit`` from its ``live`` input channels."""
+    conv = unit.conv
+    if conv.groups != 1 or len(live) != conv.in_channels:
+        raise ValueError(f"cannot slice a conv with groups={conv.groups} and {conv.in_channels} inputs "
+                         f"fed by {len(live)} channels")
+    rows, cols = out.nonzero().flatten(), live.nonzero().flatten()
+    new = ConvUnit(len(cols), len(rows), bias=conv.bias is not None, bn=unit.bn is not None, relu=unit.relu)
+    # its conv (and BN, below) are replaced by sliced copies keeping kernel, stride, padding, ...
+    new.conv = nn.Conv2d(len(cols), len(rows), conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                         bias=conv.bias is not None, padding_mode=conv.padding_mode,
+                         device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        new.conv.weight.copy_(conv.weight[rows][:, cols])
+        if conv.bias is not None:
+            new.conv.bias.copy_(conv.bias[rows])
+    if unit.bn is not None:
+        new.bn = sliced_bn(unit.bn, rows)
+    return new
+
+
+def sliced_bn(bn: nn.BatchNorm2d, rows: torch.Tensor) -> nn.BatchNorm2d:
+    """A BatchNorm2d over ``rows`` of ``bn``: affine parameters and running statistics copied."""
+    new = nn.BatchNorm2d(len(rows), bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    with torch.no_grad():
+        for name, tensor in [*new.named_parameters(), *new.named_buffers()]:
+            source = getattr(bn, name)
+            tensor.copy_(source if name == "num_batches_tracked" else source[rows])
+    return new
+
+
+def fresh_norm(norm: nn.LayerNorm, width: int) -> nn.LayerNorm:
+    """A newly initialised LayerNorm (weight 1, bias 0) over ``width`` features, as the reference does."""
+    w = norm.weight
+    return nn.LayerNorm(width, eps=norm.eps, device=w.device, dtype=w.dtype)
+
+
+def copy_parameter(p: nn.Parameter) -> nn.Parameter:
+    return nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)

@@ -1,0 +1,1 @@
+"""Reading records: tables in every format, plots, one record shown, a module exported."""
