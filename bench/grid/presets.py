@@ -10,8 +10,10 @@ CPU and still learns ``digits``.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from bench.errors import UsageError
+from bench.models.spec import ModelSpec
 from bench.protocol.recipe import Recipe
 
 PRESETS: dict[str, dict[str, Recipe]] = {
@@ -34,12 +36,24 @@ PRESETS: dict[str, dict[str, Recipe]] = {
 }
 
 
-def recipe_for(preset: str, recipe_name: str) -> Recipe:
-    """The preset's recipe for a model's recipe family ('cnn', 'cnn_nobn', 'vit')."""
+def check_preset(preset: str) -> None:
+    """UsageError unless ``preset`` names a preset."""
     if preset not in PRESETS:
         raise UsageError(f"unknown preset '{preset}' (choose {', '.join(PRESETS)})")
+
+
+def recipe_for(preset: str, method: str, model: ModelSpec, model_args: dict[str, Any], dataset: str) -> Recipe:
+    """The preset's recipe for one cell: a method training a model (with its arguments) on a data set."""
+    check_preset(preset)
     family_recipes = PRESETS[preset]
-    return family_recipes.get(recipe_name, family_recipes["cnn"])
+    return family_recipes.get(model.recipe_name(model_args), family_recipes["cnn"])
+
+
+def method_overrides(preset: str, method: str, model: ModelSpec, model_args: dict[str, Any],
+                     dataset: str) -> dict[str, Any]:
+    """Hyperparameter values the preset sets for one cell's method (``--set method.key=...`` wins over them)."""
+    check_preset(preset)
+    return {}
 
 
 def with_overrides(recipe: Recipe, values: dict[str, object]) -> Recipe:

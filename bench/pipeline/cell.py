@@ -39,9 +39,9 @@ log = logging.getLogger("bench")
 RECORD_SCHEMA = 1
 STAGE_SCHEMA = 1  # bump to invalidate every cached stage after a change of what a stage computes
 TRAIN_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "nesterov", "schedule",
-                "warmup_epochs", "val_fraction", "amp")
+                "warmup_epochs", "val_fraction", "precision", "deterministic")
 REUSE_FIELDS = ("finetune_epochs", "finetune_lr", "batch_size", "optimizer", "weight_decay", "momentum",
-                "nesterov", "val_fraction", "amp")
+                "nesterov", "val_fraction", "precision", "deterministic")
 STANDARD = "standard"
 
 
@@ -108,9 +108,9 @@ class Session:
             self._data[key] = spec.load(self.grid.data_root, self.grid.download, val_fraction, **ref.kwargs)
         return self._data[key]
 
-    def recipe(self, spec: ModelSpec, model: Ref) -> Recipe:
+    def recipe(self, method: str, spec: ModelSpec, model: Ref, dataset: str) -> Recipe:
         """The preset's recipe for this model, with the run's ``--set`` values."""
-        base = recipe_for(self.grid.preset, spec.recipe_name(model.kwargs))
+        base = recipe_for(self.grid.preset, method, spec, model.kwargs, dataset)
         values = coerce_fields(Recipe, dict(self.grid.overrides.recipe), "recipe")
         return with_overrides(base, values)
 
@@ -124,7 +124,8 @@ class Session:
         if dataclasses.is_dataclass(hparams):
             values = coerce_fields(type(hparams), self.grid.overrides.for_method(method.name), f"method {method.name}")
             hparams = dataclasses.replace(hparams, **values)
-        return Resolved(method, spec, model, dataset, seed, self.recipe(spec, model), hparams)
+        recipe = self.recipe(method.name, spec, model, dataset.name)
+        return Resolved(method, spec, model, dataset, seed, recipe, hparams)
 
     def run_info(self, r: Resolved) -> dict[str, Any]:
         """How events identify a cell: its names, seed and directory."""

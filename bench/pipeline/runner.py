@@ -50,7 +50,10 @@ def canonical_grid(grid: GridConfig, plugins: Plugins) -> GridConfig:
                 dataclasses.replace(hparams, **values)  # runs the dataclass's own checks
     recipe_values = coerce_fields(Recipe, dict(grid.overrides.recipe), "recipe")
     for ref in models:
-        with_overrides(recipe_for(grid.preset, plugins.models.get(ref.name).recipe_name(ref.kwargs)), recipe_values)
+        for dataset in datasets:
+            for name in methods:
+                with_overrides(recipe_for(grid.preset, name, plugins.models.get(ref.name), ref.kwargs, dataset.name),
+                               recipe_values)
     if any(not 0 < t <= 1 for t in grid.thresholds) or not grid.thresholds:
         raise UsageError(f"thresholds must be in (0, 1], got {list(grid.thresholds)}")
     return dataclasses.replace(grid, methods=methods, models=tuple(models), datasets=datasets)
@@ -73,7 +76,7 @@ def expand(grid: GridConfig, plugins: Plugins) -> list[CellConfig]:
 def check_data(grid: GridConfig, session: Session) -> None:
     """Load every data set once (missing files, bad options) and check the tasks' class ids."""
     for dataset in grid.datasets:
-        data = session.data(dataset, recipe_for(grid.preset, "cnn").val_fraction)
+        data = session.data(dataset, Recipe(epochs=1).val_fraction)
         for classes in grid.tasks:
             data.task(classes)
 

@@ -69,10 +69,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on CUDA when enabled; nothing on CPU (keeps CPU runs exact and deterministic)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on ``device`` when ``precision`` is 'bf16' (on a CPU too), else nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -132,7 +132,7 @@ def fit(
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         for x, y in train:
-            with autocast(device, recipe.amp):
+            with autocast(device, recipe.resolved_precision(device.type)):
                 loss, logs = loss_fn(model, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
-from bench.data import DataBundle
+from bench.data import BatchLoader, DataBundle
 from bench.models.spec import ModelSpec
 from bench.protocol.modules import ActivityStats, ModuleSet
 from bench.protocol.recipe import Recipe
@@ -66,7 +66,9 @@ class TrainContext(_CellFacts):
     ``fit(model, loss_fn, param_groups=None)`` is the runner's training loop (optimizer and schedule
     from ``recipe``, progress bars, events, AMP); ``task_loss(model, x, y)`` is the plain task
     objective (cross-entropy, or DeiT's distillation loss when the model has a distillation token);
-    ``new_model()`` builds a fresh zoo model of the cell on ``device``.
+    ``new_model()`` builds a fresh zoo model of the cell on ``device``; for a method that
+    ``starts_from`` another method's trained model, ``start_model()`` returns a copy of it (on
+    ``device``, trained by the runner first and cached, like every other stage).
     """
 
     spec: ModelSpec
@@ -80,6 +82,48 @@ class TrainContext(_CellFacts):
     task_loss: LossFn
     new_model: Callable[[], nn.Module]
     model: nn.Module | None = None
+    start_model: Callable[[], nn.Module] | None = None
+
+
+class StageCheckpoint(Protocol):
+    """Resumable state of a long stage (a search), stored atomically by the runner."""
+
+    def load(self) -> Any | None:
+        """The last state saved for this stage and key, or None."""
+
+    def save(self, state: Any) -> None:
+        """Keep ``state`` (tensors and plain values only) so that a killed run resumes from it."""
+
+
+class StageProgress(Protocol):
+    """A progress bar a long stage may drive (no-op when the run is quiet)."""
+
+    def start(self, description: str, total: int) -> None:
+        """(Re)start the bar with a new total."""
+
+    def advance(self, description: str | None = None) -> None:
+        """One step done; optionally a new label (e.g. the best fitness so far)."""
+
+
+class NoCheckpoint:
+    """A checkpoint that keeps nothing (a stage run outside the runner)."""
+
+    def load(self) -> None:
+        """Nothing saved."""
+        return None
+
+    def save(self, state: Any) -> None:
+        """Forget ``state``."""
+
+
+class NoProgress:
+    """A progress bar that shows nothing."""
+
+    def start(self, description: str, total: int) -> None:
+        """Show nothing."""
+
+    def advance(self, description: str | None = None) -> None:
+        """Show nothing."""
 
 
 @dataclass
@@ -88,7 +132,9 @@ class StageContext(_CellFacts):
 
     ``activity()`` runs the trained model once over the training split (no augmentation) and
     returns per-class unit activity counts (cached); ``threshold`` is the module threshold of
-    this record.
+    this record; ``batches(split)`` gives a split's normalised batches on ``device`` in a fixed
+    order; ``checkpoint`` keeps a long stage's state so a killed run resumes, and ``progress``
+    shows its advance; ``seed`` is the cell's seed.
     """
 
     spec: ModelSpec
@@ -98,6 +144,14 @@ class StageContext(_CellFacts):
     hparams: Any
     threshold: float
     activity: Callable[[], ActivityStats]
+    seed: int = 0
+    checkpoint: StageCheckpoint = field(default_factory=NoCheckpoint)
+    progress: StageProgress = field(default_factory=NoProgress)
+
+    def batches(self, split: str, batch_size: int | None = None) -> BatchLoader:
+        """The ``split`` ('train', 'val', 'test') in order, unaugmented, normalised, on ``device``."""
+        return BatchLoader(getattr(self.data, split), batch_size or self.recipe.eval_batch_size,
+                           mean=self.data.mean, std=self.data.std, device=self.device)
 
 
 class Method:
@@ -106,7 +160,9 @@ class Method:
     Class attributes: ``name`` (used on the command line), ``description`` (one line for
     ``bench list``), ``families`` (model families supported), ``unit`` ('kernel', 'neuron' or
     'model'), ``Hparams`` (a dataclass whose defaults are documented), ``finetune`` (whether reused
-    modules are fine-tuned; the standard model is reused as it is).
+    modules are fine-tuned; the standard model is reused as it is), ``starts_from`` (the name of a
+    method whose trained model this one starts from, e.g. 'standard' for a post-training method;
+    ``ctx.start_model()`` hands it over).
     """
 
     name: ClassVar[str] = ""
@@ -115,6 +171,7 @@ class Method:
     unit: ClassVar[str] = "kernel"
     Hparams: ClassVar[type] = NoHparams
     finetune: ClassVar[bool] = True
+    starts_from: ClassVar[str | None] = None
 
     def hparams(self, model: ModelSpec) -> Any:
         """Default hyperparameters for a model (override for per-model or per-family defaults)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 
 from bench.errors import UsageError
 
+PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass(frozen=True)
 class Recipe:
@@ -27,12 +28,22 @@ class Recipe:
     eval_batch_size: int = 256
     activity_samples: int = 256
     latency_batch: int = 32
-    amp: bool = True
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
+    deterministic: bool = False
+    compile: bool = False
+
+    def resolved_precision(self, device_type: str) -> str:
+        """'fp32' or 'bf16': what ``precision`` means on a device of ``device_type`` ('cpu', 'cuda', ...)."""
+        if self.precision == "auto":
+            return "bf16" if device_type == "cuda" else "fp32"
+        return self.precision
 
     def check(self) -> None:
         """UsageError for values no training loop can use."""
         if self.optimizer not in ("sgd", "adamw"):
             raise UsageError(f"bad value for optimizer: '{self.optimizer}' (choose sgd or adamw)")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"bad value for precision: '{self.precision}' (choose {', '.join(PRECISIONS)})")
         if self.schedule not in ("cosine", "step", "onecycle"):
             raise UsageError(f"bad value for schedule: '{self.schedule}' (choose cosine, step or onecycle)")
         positive = ("epochs", "batch_size", "eval_batch_size", "activity_samples", "latency_batch")

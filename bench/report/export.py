@@ -47,7 +47,8 @@ def _grid_of(record: dict[str, Any], runs: Path) -> GridConfig:
     """The grid that reproduces the record's cell: its preset plus the values that differed from it."""
     plugins = get_plugins()
     spec = plugins.models.get(record["model"])
-    base = dataclasses.asdict(recipe_for(record["preset"], spec.recipe_name(record["model_args"])))
+    base = dataclasses.asdict(recipe_for(record["preset"], record["method"], spec, record["model_args"],
+                                         record["dataset"]))
     recipe = {k: v for k, v in record["recipe"].items() if base.get(k) != v}
     method = plugins.methods.get(record["method"])
     defaults = method.hparams(spec)
