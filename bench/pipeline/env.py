@@ -6,9 +6,11 @@ import datetime
 import importlib.metadata
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 
 def git_commit() -> str | None:
@@ -25,14 +27,26 @@ def git_commit() -> str | None:
 
 
 def device_name(device: torch.device) -> str:
-    """'NVIDIA H100 80GB HBM3' or the CPU's name."""
+    """'NVIDIA H100 80GB HBM3', the CPU's name, or 'Apple M2 (MPS)'."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} (MPS)" if device.type == "mps" else cpu_name()
+
+
+def cpu_name() -> str:
+    """The processor's marketing name on Linux (``/proc/cpuinfo``) and macOS (``sysctl``); elsewhere
+    what ``platform`` knows (Windows: 'Intel64 Family 6 Model ...')."""
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                  timeout=5, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
+    except OSError:  # not Linux
         pass
     return platform.processor() or platform.machine() or "cpu"
 
@@ -54,21 +68,49 @@ def environment(device: torch.device) -> dict[str, str | int | None]:
     }
 
 
+def mps_works() -> bool:
+    """Whether Apple's MPS backend is here and runs the operations a cell needs (conv, BN, attention,
+    index_add, bincount); a backend that lacks one of them is left alone and the CPU is used."""
+    if not torch.backends.mps.is_available():
+        return False
+    try:
+        x = torch.randn(2, 3, 8, 8, device="mps")
+        y = F.batch_norm(F.conv2d(x, torch.randn(4, 3, 3, 3, device="mps")), None, None, training=True)
+        tokens = y.flatten(2).transpose(1, 2)  # (2, 36, 4)
+        z = F.scaled_dot_product_attention(tokens, tokens, tokens).index_add(-1, torch.tensor([0], device="mps"),
+                                                                             tokens[..., :1])
+        torch.bincount(z.argmax(-1).flatten(), minlength=4).cpu()
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available else CPU; 'cpu', 'cuda', 'cuda:N', 'mps' checked for availability."""
+    """'auto' -> CUDA, else Apple's MPS where it runs our operations, else CPU; an explicit 'cpu',
+    'cuda', 'cuda:N' or 'mps' is checked for availability (UsageError when absent)."""
     from bench.errors import UsageError
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps_works() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"bad --device '{name}' (use auto, cpu, cuda or cuda:N)") from None
+        raise UsageError(f"bad --device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"--device {name}: no CUDA device is available here (use --device cpu)")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {name}: MPS is not available here")
+        raise UsageError(f"--device {name}: MPS is not available here (use --device cpu)")
     return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA, MPS); nothing to wait for on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -5,6 +5,7 @@ Pure functions, tensors in and numbers out; the runner decides when to call them
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from bench.pipeline.env import synchronize
 from bench.protocol.modules import ActivityStats, ModuleSet
 
 # fvcore reports these as unsupported but they are elementwise or data movement: no multiply-adds.
@@ -138,11 +140,11 @@ def latency_ratio(module: nn.Module, reference: nn.Module, batch_size: int = 32,
     """Median forward time of ``module`` over that of ``reference`` on a (batch_size, 3, 32, 32) batch.
 
     The two are timed alternately, after warm-up, so that a slow moment of the machine affects both;
-    CUDA work is synchronised around every timed pass.
+    GPU work (CUDA, MPS) is synchronised around every timed pass.
     """
     device = next(module.parameters()).device
     x = torch.randn(batch_size, 3, 32, 32, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = functools.partial(synchronize, device)
     modes = module.training, reference.training
     module.eval()
     reference.eval()
