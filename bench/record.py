@@ -1,0 +1,245 @@
+"""The record: what one grid cell measured at one module threshold (``t<threshold>/record.json``).
+
+The schema is declared once, as the TypedDicts below, and every reader goes through
+``read_record`` (or ``as_record`` for a record already in memory): it checks the JSON against
+the declaration, upgrades an older schema in memory and raises one ``BadRecord`` line naming
+the file otherwise. Writers fill a ``Record``, call ``validate`` (or ``to_json``) and write the
+text atomically themselves (this module sits below the pipeline and imports none of it).
+
+Schema 2 is schema 1 plus ``precision``, ``deterministic``, ``config_key``, ``baseline`` and
+``last_error``, a few optional per-task figures (batch-1 latency, CNNSplitter's merged module)
+and optional ``method_metrics`` / ``empty_layer_fallbacks`` under ``modularization``.
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, NotRequired, TypedDict
+
+from bench.errors import CorruptArtifact
+from bench.schema_check import check_value
+
+RECORD_SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+CONFIG_FIELDS = ("method", "model", "model_args", "dataset", "dataset_args", "preset", "recipe", "hparams",
+                 "precision")
+CHANCE_FACTOR = 1.5  # a standard model below 1.5x chance accuracy did not learn its data set
+BELOW_METHOD_POINTS = 10.0  # nor did one more than 10 points below the method's own trained model
+BaselineFlag = Literal["chance", "below_method"]
+
+
+class BadRecord(CorruptArtifact):
+    """A file that is not a record this modbench can read; the message names the file and why."""
+
+
+class ModelMetrics(TypedDict):
+    """The trained model as the method trained it (for mwt/nemo: with its mask generators)."""
+
+    test_acc: float
+    params: int
+    flops: int
+    train_seconds: float
+
+
+class Modularization(TypedDict):
+    """The module masks at one threshold and their modularity figures."""
+
+    threshold: float
+    unit: str
+    units_total: int
+    retention: float
+    cohesion: float
+    coupling: float
+    seconds: float
+    method_metrics: NotRequired[dict[str, float]]  # the method's own figures, e.g. candidates_per_second
+    empty_layer_fallbacks: NotRequired[int]  # layers whose threshold was lowered so they keep a unit
+
+
+class TaskMetrics(TypedDict):
+    """One reused module: its task's classes, accuracy, size and speed against the standard model."""
+
+    classes: list[int]
+    module_acc: float
+    module_acc_before_finetune: float
+    standard_acc: float
+    retention: float  # union of the task's class modules (MwT, NeMo)
+    retention_sum: float  # each class module counted apart (CNNSplitter)
+    params: int
+    weight_retention: float
+    flops: int
+    flops_ratio: float
+    latency_ratio: float
+    seconds: NotRequired[float]
+    module_file: NotRequired[str]
+    latency_ratio_b1: NotRequired[float]  # latency ratio at batch size 1
+    params_merged: NotRequired[int]  # CNNSplitter: the task's modules merged into one model
+    flops_merged: NotRequired[int]
+    weight_retention_merged: NotRequired[float]
+    flops_ratio_merged: NotRequired[float]
+
+
+class Baseline(TypedDict):
+    """Whether the standard model this record is measured against learned its data set."""
+
+    standard_test_acc: float
+    method_test_acc: float
+    flag: BaselineFlag | None
+    message: str | None
+
+
+class LastError(TypedDict):
+    """A re-run that failed while the record's figures stayed valid."""
+
+    message: str
+    when: str  # ISO time
+
+
+class Record(TypedDict):
+    """One ``record.json``, schema 2."""
+
+    schema: int
+    run_id: str
+    method: str
+    model: str
+    model_args: dict[str, Any]
+    family: str
+    dataset: str
+    dataset_args: dict[str, Any]
+    seed: int
+    preset: str
+    threshold: float
+    hparams: dict[str, Any]
+    recipe: dict[str, Any]
+    precision: Literal["fp32", "bf16"]  # resolved: what the arithmetic really was
+    deterministic: bool
+    config_key: str  # see config_key()
+    env: dict[str, Any]
+    model_metrics: ModelMetrics | None
+    modularization: Modularization | None
+    tasks: list[TaskMetrics]
+    train_history: list[dict[str, Any]]
+    baseline: Baseline | None  # None: not applicable (no trained standard model) or not recorded (schema 1)
+    error: str | None  # the first run's failure: the record holds no figures
+    last_error: LastError | None
+
+
+SCHEMA1_REQUIRED = ("run_id", "method", "model", "model_args", "family", "dataset", "seed", "preset", "threshold",
+                    "hparams", "recipe", "env", "model_metrics", "modularization", "tasks", "error")
+
+
+def config_key(record: Mapping[str, Any]) -> str:
+    """A short hash of everything that determines a record's numbers except the seed and the threshold.
+
+    Reads ``CONFIG_FIELDS`` of ``record``: method, model and its arguments, data set and its
+    arguments, preset, recipe, hyperparameters and the resolved precision. Records that differ only
+    by seed share it, so the report counts them as seeds of one configuration.
+    """
+    payload = {name: record.get(name) for name in CONFIG_FIELDS}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def baseline_check(standard_test_acc: float, method_test_acc: float, num_classes: int | None) -> Baseline:
+    """Flag a standard model that did not learn: the rule every record's ``baseline`` follows.
+
+    ``"chance"`` when its test accuracy is below ``CHANCE_FACTOR`` times chance (1 / num_classes;
+    skipped when ``num_classes`` is None), else ``"below_method"`` when it is more than
+    ``BELOW_METHOD_POINTS`` points below the method's own trained model; ``None`` otherwise.
+    """
+    flag: BaselineFlag | None = None
+    message = None
+    if num_classes and standard_test_acc < CHANCE_FACTOR / num_classes:
+        flag = "chance"
+        message = (f"the standard model scored {standard_test_acc:.1%} on the test set, near chance "
+                   f"({1 / num_classes:.1%} for {num_classes} classes)")
+    elif (method_test_acc - standard_test_acc) * 100 > BELOW_METHOD_POINTS:
+        flag = "below_method"
+        message = (f"the standard model scored {standard_test_acc:.1%} on the test set, more than "
+                   f"{BELOW_METHOD_POINTS:g} points below the method's own model ({method_test_acc:.1%})")
+    return Baseline(standard_test_acc=standard_test_acc, method_test_acc=method_test_acc, flag=flag,
+                    message=message)
+
+
+def validate(record: Any, source: str = "record") -> Record:
+    """``record`` itself when it is a valid schema-2 record; BadRecord naming ``source`` otherwise."""
+    _check_schema(record, source)
+    if record["schema"] != RECORD_SCHEMA:
+        raise BadRecord(f"{source}: schema {record['schema']} is not the current schema {RECORD_SCHEMA}")
+    problem = check_value(record, Record, "")
+    if problem:
+        raise BadRecord(f"{source}: invalid record: {problem}")
+    return record
+
+
+def as_record(obj: Any, source: str = "record") -> Record:
+    """A record of the current schema from a parsed record of any readable schema (older ones upgraded)."""
+    _check_schema(obj, source)
+    if obj["schema"] == 1:
+        missing = [name for name in SCHEMA1_REQUIRED if name not in obj]
+        if missing:
+            raise BadRecord(f"{source}: invalid record: missing {', '.join(map(repr, missing))}")
+        obj = upgrade_schema1(obj)
+    return validate(obj, source)
+
+
+def read_record(path: Path) -> Record:
+    """The record in ``path``, checked and upgraded to the current schema; BadRecord naming the file otherwise."""
+    try:
+        obj = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRecord(f"{path}: not a record (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise BadRecord(f"{path}: not a record (not JSON: {exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise BadRecord(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return as_record(obj, str(path))
+
+
+def to_json(record: Record) -> str:
+    """The record as the text of a ``record.json`` (validated first)."""
+    return json.dumps(validate(record), indent=2) + "\n"
+
+
+def _check_schema(obj: Any, source: str) -> None:
+    if not isinstance(obj, dict):
+        kind = {list: "a JSON list", str: "a JSON string"}.get(type(obj), f"a JSON {type(obj).__name__}")
+        raise BadRecord(f"{source}: not a record ({kind}, expected an object)")
+    schema = obj.get("schema")
+    if "schema" not in obj:
+        raise BadRecord(f"{source}: not a record (no 'schema' field)")
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        raise BadRecord(f"{source}: not a record (schema {schema!r} is not a number)")
+    if schema < READABLE_SCHEMAS[0]:
+        raise BadRecord(f"{source}: record schema {schema} is older than this modbench reads "
+                        f"({READABLE_SCHEMAS[0]} to {READABLE_SCHEMAS[-1]})")
+    if schema > READABLE_SCHEMAS[-1]:
+        raise BadRecord(f"{source}: record schema {schema} is newer than this modbench reads "
+                        f"({READABLE_SCHEMAS[0]} to {READABLE_SCHEMAS[-1]}); upgrade modbench")
+
+
+_GPU_NAME = re.compile(r"NVIDIA|Tesla|GeForce|Quadro|Instinct|Radeon", re.IGNORECASE)
+
+
+def _schema1_precision(recipe: Mapping[str, Any], device: Any) -> str:
+    """What 'auto' meant for a schema-1 record: bf16 autocast on a GPU (told by its device name), fp32 on a CPU."""
+    precision = recipe.get("precision", "auto")
+    if precision in ("fp32", "bf16"):
+        return precision
+    return "bf16" if isinstance(device, str) and _GPU_NAME.search(device) else "fp32"
+
+
+def upgrade_schema1(old: Mapping[str, Any]) -> dict[str, Any]:
+    """A schema-1 record as schema 2: the new fields derived from the old ones (no baseline: not recorded)."""
+    record = {**old, "schema": RECORD_SCHEMA}
+    record.setdefault("dataset_args", {})
+    record.setdefault("train_history", [])
+    recipe = record.get("recipe") or {}
+    record["precision"] = _schema1_precision(recipe, (record.get("env") or {}).get("device"))
+    record["deterministic"] = bool(recipe.get("deterministic", False))
+    record["config_key"] = config_key(record)
+    record["baseline"] = None
+    record["last_error"] = None
+    return record
+
