@@ -1,0 +1,40 @@
+"""What a preset is: per cell, a training recipe and the method hyperparameters it sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bench.models.spec import ModelSpec
+from bench.protocol.recipe import Recipe
+
+
+class Preset(Protocol):
+    """A named way of running every cell of a grid."""
+
+    description: str
+
+    def recipe(self, method: str, model: ModelSpec, model_args: dict[str, Any], dataset: str) -> Recipe:
+        """The recipe of one cell: ``method`` training ``model`` (with ``model_args``) on ``dataset``."""
+
+    def overrides(self, method: str, model: ModelSpec, model_args: dict[str, Any], dataset: str) -> dict[str, Any]:
+        """Values of the method's hyperparameter fields that this preset sets for the cell."""
+
+
+@dataclass(frozen=True)
+class FamilyPreset:
+    """One recipe per training-recipe family ('cnn', 'cnn_nobn', 'vit'), the methods' own defaults.
+
+    A model whose family has no recipe here trains with the 'cnn' recipe.
+    """
+
+    description: str
+    recipes: dict[str, Recipe]
+
+    def recipe(self, method: str, model: ModelSpec, model_args: dict[str, Any], dataset: str) -> Recipe:
+        """The recipe of the model's family."""
+        return self.recipes.get(model.recipe_name(model_args), self.recipes["cnn"])
+
+    def overrides(self, method: str, model: ModelSpec, model_args: dict[str, Any], dataset: str) -> dict[str, Any]:
+        """None: the methods' documented defaults hold."""
+        return {}
