@@ -222,7 +222,8 @@ def _describe(kind: str, item: Any) -> str:
     if kind == "models":
         args = ", ".join(item.arguments())
         return f"{item.description} [{item.family}; args: {args}]"
-    return f"{item.description} [{item.num_classes} classes]"
+    classes = "classes from the files" if item.num_classes is None else f"{item.num_classes} classes"
+    return f"{item.description} [{classes}]"
 
 
 @cli.command()

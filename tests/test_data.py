@@ -474,7 +474,7 @@ def test_register_datasets_hook_registers_every_builtin(digits):
     specs: list[DatasetSpec] = []
     manager.hook.register_datasets(register=specs.append)
     names = [spec.name for spec in specs]
-    assert names == ["digits", "synthetic", "cifar10", "cifar100", "cifar100_coarse", "svhn"]
+    assert names == ["digits", "synthetic", "cifar10", "cifar100", "cifar100_coarse", "svhn", "folder", "npz"]
     by_name = {spec.name: spec for spec in specs}
     assert by_name["cifar100_coarse"].num_classes == 20 and by_name["cifar100_coarse"].aliases == ("cifar20",)
     assert by_name["digits"].num_classes == digits.num_classes

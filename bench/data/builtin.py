@@ -1,4 +1,4 @@
-"""The built-in datasets (digits, synthetic, CIFAR-10/100, SVHN) and their plugin registration."""
+"""The built-in datasets (digits, synthetic, CIFAR-10/100, SVHN, your folder or npz) and their plugin registration."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bench.data.files import load_folder, load_npz
+from bench.data.prepare import channel_stats, make_bundle, reject_options
 from bench.data.tensors import DataBundle, TensorData, crop_windows, derive_seed, stratified_split
 from bench.errors import DataNotFound, UsageError
 from bench.hookspecs import hookimpl
@@ -28,10 +30,10 @@ SYNTHETIC_CHUNK = 1024
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A registered dataset: how to load it and how many classes it has."""
+    """A registered dataset: how to load it and how many classes it has (None: known from the files only)."""
 
     name: str
-    num_classes: int
+    num_classes: int | None
     description: str
     load: Callable[..., DataBundle]  # load(root: Path | None, download: bool, val_fraction: float, **kwargs)
     aliases: tuple[str, ...] = ()
@@ -40,28 +42,6 @@ class DatasetSpec:
 def default_data_root() -> Path:
     """Where torchvision datasets live when no root is given: ``~/.cache/modbench/data``."""
     return Path("~/.cache/modbench/data").expanduser()
-
-
-def _bundle(
-    name: str,
-    class_names: list[str],
-    train: TensorData,
-    test: TensorData,
-    val_fraction: float,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-    augment: str,
-) -> DataBundle:
-    """Carve the validation split from ``train`` (the same split for every method and seed)."""
-    rest, val = stratified_split(train, val_fraction, seed=0)
-    return DataBundle(name, len(class_names), class_names, rest, val, test, mean, std, augment)
-
-
-def _reject_options(name: str, options: dict[str, Any], accepted: tuple[str, ...] = ()) -> None:
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        takes = f"accepted: {', '.join(accepted)}" if accepted else "it takes none"
-        raise UsageError(f"unknown option(s) {', '.join(unknown)} for dataset {name} ({takes})")
 
 
 def _int_option(name: str, key: str, value: Any, minimum: int) -> int:
@@ -76,20 +56,6 @@ def _int_option(name: str, key: str, value: Any, minimum: int) -> int:
     return number
 
 
-def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """Per-channel mean and std of uint8 images (N,3,H,W) scaled to [0, 1], accumulated in chunks."""
-    total = torch.zeros(3, dtype=torch.float64)
-    squares = torch.zeros(3, dtype=torch.float64)
-    for chunk in x.split(4096):
-        values = chunk.double() / 255
-        total += values.sum(dim=(0, 2, 3))
-        squares += values.square().sum(dim=(0, 2, 3))
-    count = x.shape[0] * x.shape[2] * x.shape[3]
-    mean = total / count
-    std = (squares / count - mean.square()).clamp(min=0).sqrt()
-    return tuple(mean.tolist()), tuple(std.tolist())
-
-
 def load_digits(
     root: Path | None = None, download: bool = False, val_fraction: float = 0.1, **options: Any
 ) -> DataBundle:
@@ -97,7 +63,7 @@ def load_digits(
 
     Offline: ``root`` and ``download`` are ignored. mean/std come from the training images.
     """
-    _reject_options("digits", options)
+    reject_options("digits", options)
     from sklearn import datasets
 
     digits = datasets.load_digits()
@@ -106,9 +72,9 @@ def load_digits(
     x = (large * 255).round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
     full = TensorData(x, torch.from_numpy(digits.target).long())
     train, test = stratified_split(full, DIGITS_TEST_FRACTION, seed=0)
-    mean, std = _channel_stats(train.x)
+    mean, std = channel_stats(train.x)
     names = [str(c) for c in range(10)]
-    return _bundle("digits", names, train, test, val_fraction, mean, std, "none")
+    return make_bundle("digits", names, train, test, val_fraction, mean, std, "none")
 
 
 def _synthetic_split(patterns: torch.Tensor, size: int, seed: int, split: str) -> TensorData:
@@ -135,7 +101,7 @@ def load_synthetic(
 
     Options: ``size`` (training samples, 2000), ``classes`` (10), ``test_size`` (500), ``seed`` (0).
     """
-    _reject_options("synthetic", options, tuple(SYNTHETIC_DEFAULTS))
+    reject_options("synthetic", options, tuple(SYNTHETIC_DEFAULTS))
     values = {**SYNTHETIC_DEFAULTS, **options}
     classes = _int_option("synthetic", "classes", values["classes"], 2)
     size = _int_option("synthetic", "size", values["size"], classes)
@@ -148,9 +114,9 @@ def load_synthetic(
     patterns = patterns / patterns.std(dim=(1, 2, 3), keepdim=True)  # unit contrast per class
     train = _synthetic_split(patterns, size, seed, "train")
     test = _synthetic_split(patterns, test_size, seed, "test")
-    mean, std = _channel_stats(train.x)
+    mean, std = channel_stats(train.x)
     names = [f"pattern_{c}" for c in range(classes)]
-    return _bundle("synthetic", names, train, test, val_fraction, mean, std, "none")
+    return make_bundle("synthetic", names, train, test, val_fraction, mean, std, "none")
 
 
 def _open_torchvision(name: str, expected: str, download: bool, make: Callable[[], Any]) -> Any:
@@ -192,21 +158,22 @@ def load_cifar10(
     root: Path | None = None, download: bool = False, val_fraction: float = 0.1, **options: Any
 ) -> DataBundle:
     """CIFAR-10 through torchvision (``<root>/cifar-10-batches-py``)."""
-    _reject_options("cifar10", options)
+    reject_options("cifar10", options)
     train, test = _load_cifar("cifar10", False, root, download)
     names = list(train.classes)
-    return _bundle("cifar10", names, _cifar_split(train), _cifar_split(test), val_fraction, *CIFAR10_NORM, "crop_flip")
+    return make_bundle("cifar10", names, _cifar_split(train), _cifar_split(test), val_fraction, *CIFAR10_NORM,
+                       "crop_flip")
 
 
 def load_cifar100(
     root: Path | None = None, download: bool = False, val_fraction: float = 0.1, **options: Any
 ) -> DataBundle:
     """CIFAR-100 with its 100 fine labels through torchvision (``<root>/cifar-100-python``)."""
-    _reject_options("cifar100", options)
+    reject_options("cifar100", options)
     train, test = _load_cifar("cifar100", True, root, download)
     names = list(train.classes)
-    return _bundle("cifar100", names, _cifar_split(train), _cifar_split(test), val_fraction, *CIFAR100_NORM,
-                   "crop_flip")
+    return make_bundle("cifar100", names, _cifar_split(train), _cifar_split(test), val_fraction, *CIFAR100_NORM,
+                       "crop_flip")
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
@@ -226,19 +193,19 @@ def load_cifar100_coarse(
     root: Path | None = None, download: bool = False, val_fraction: float = 0.1, **options: Any
 ) -> DataBundle:
     """CIFAR-100 with its 20 superclass labels (same files as ``cifar100``)."""
-    _reject_options("cifar100_coarse", options)
+    reject_options("cifar100_coarse", options)
     train, test = _load_cifar("cifar100_coarse", True, root, download)
     meta = _read_pickle(Path(train.root) / train.base_folder / train.meta["filename"])
     names = list(meta["coarse_label_names"])
     train_data, test_data = _coarse_split(train), _coarse_split(test)
-    return _bundle("cifar100_coarse", names, train_data, test_data, val_fraction, *CIFAR100_NORM, "crop_flip")
+    return make_bundle("cifar100_coarse", names, train_data, test_data, val_fraction, *CIFAR100_NORM, "crop_flip")
 
 
 def load_svhn(
     root: Path | None = None, download: bool = False, val_fraction: float = 0.1, **options: Any
 ) -> DataBundle:
     """SVHN's 'train' and 'test' splits through torchvision (``<root>/train_32x32.mat``, ``test_32x32.mat``)."""
-    _reject_options("svhn", options)
+    reject_options("svhn", options)
     from torchvision.datasets import SVHN
 
     root = Path(root) if root is not None else default_data_root()
@@ -249,7 +216,7 @@ def load_svhn(
         dataset = _open_torchvision("svhn", expected, download, make)
         splits.append(TensorData(torch.from_numpy(dataset.data).contiguous(), torch.from_numpy(dataset.labels)))
     names = [str(c) for c in range(10)]
-    return _bundle("svhn", names, splits[0], splits[1], val_fraction, *SVHN_NORM, "crop")
+    return make_bundle("svhn", names, splits[0], splits[1], val_fraction, *SVHN_NORM, "crop")
 
 
 BUILTIN_DATASETS = (
@@ -265,6 +232,10 @@ BUILTIN_DATASETS = (
         aliases=("cifar20",),
     ),
     DatasetSpec("svhn", 10, "Street View House Numbers (train / test) via torchvision", load_svhn),
+    DatasetSpec("folder", None, "your images: ImageFolder train/ and test/ under path=DIR, resized to 32x32 "
+                "(options: path, augment)", load_folder),
+    DatasetSpec("npz", None, "your arrays: x_train, y_train, x_test, y_test of path=FILE.npz, resized to 32x32 "
+                "(options: path, augment)", load_npz),
 )
 
 
