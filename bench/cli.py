@@ -142,43 +142,40 @@ def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...],
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of the terminal.")
 @click.option("--plots", type=click.Path(path_type=Path), help="Also draw comparison plots (PNG) into this folder.")
-def report(runs: Path, fmt: str, out: Path | None, plots: Path | None) -> int:
+@click.option("--compare", metavar="A,B", help="Paired difference A − B of every figure between two methods, "
+              "with a 95% bootstrap interval.")
+def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: str | None) -> int:
     """Render the comparison table from the records under a runs directory.
+
+    A record file that cannot be read is named in a warning and skipped.
 
     \b
     Examples:
       bench report
       bench report --format md --out reports/digits.md --plots reports/
       bench report --runs runs/ --format latex
+      bench report --compare mwt,nemo
     """
     from rich.console import Console
 
-    from bench.report.tables import load_records, render, rich_table, summarize, task_rows
+    from bench.report.build import build_report
+    from bench.report.load import load_records
+    from bench.report.output import WIDTH, as_text, check_targets, write_text
 
-    records = load_records(runs)
-    if not records:
-        raise UsageError(f"no records under {runs} (run `bench run` first, or pass --runs DIR)")
-    summary = summarize(task_rows(records))
-    if plots is not None:
-        from bench.report.plots import draw_plots
-
-        for path in draw_plots(task_rows(records), plots):
-            click.echo(f"wrote {path}", err=True)
-    if fmt == "table":
-        if out:
-            with open(out, "w") as fh:
-                Console(file=fh, width=140).print(rich_table(summary))
-        else:
-            Console(width=None if sys.stdout.isatty() else 140).print(rich_table(summary))
-        return 0
-    text = render(summary, fmt)
+    check_targets(out, plots)
+    loaded = load_records(runs)
+    for problem in loaded.skipped:
+        click.echo(f"warning: skipped {problem}", err=True)
+    built = build_report(loaded.records, runs, fmt, compare, plots)
+    for path in built.plots:
+        click.echo(f"wrote {path}", err=True)
     if out:
-        from bench.pipeline.store import atomic_write
-
-        atomic_write(out, text.encode())
+        write_text(out, built.content if isinstance(built.content, str) else as_text(built.content))
         click.echo(f"wrote {out}", err=True)
+    elif isinstance(built.content, str):
+        click.echo(built.content, nl=False)
     else:
-        click.echo(text, nl=False)
+        Console(width=None if sys.stdout.isatty() else WIDTH).print(built.content)
     return 0
 
 
@@ -254,9 +251,11 @@ def plugins(plugins_dir: Path | None) -> int:
 @cli.command()
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the raw record.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON (older schemas upgraded).")
 def show(run_path: Path, runs: Path, as_json: bool) -> int:
     """Show one run's record, readable. RUN is a record file, its folder, or a run_id.
+
+    Reads the record only: nothing is computed.
 
     \b
     Examples:
