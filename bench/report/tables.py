@@ -1,155 +1,85 @@
-"""From records to the comparison table: records -> pandas -> terminal, md, csv, json, html, latex.
+"""From records to the comparison table: terminal, md, csv, json, html, latex.
 
-``bench report`` reads nothing but the ``record.json`` files under a runs directory.
+``bench report`` reads nothing but the ``record.json`` files under a runs directory
+(``bench.report.load``); ``task_rows`` and ``summarize`` turn records into one row per
+configuration, and this module renders it. ``bench run`` prints ``rich_table(summarize(task_rows(records)))``.
 """
 
 from __future__ import annotations
 
+import html
 import json
-import math
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from bench.pipeline.store import read_json
+from bench.report.display import COLUMNS, FOOTNOTE, KEYS, display_frame, footnote
+from bench.report.rows import CONFIG, task_rows
+from bench.report.summary import summarize
 
-KEYS = ["dataset", "model", "method", "threshold"]
-COLUMNS = {  # column -> (header, kind) ; kinds: pct (share shown as %), num, ratio, int
-    "test_acc": ("model acc", "pct"),
-    "retention": ("retention", "pct"),
-    "cohesion": ("cohesion", "num"),
-    "coupling": ("coupling", "num"),
-    "module_acc": ("module acc", "pct"),
-    "standard_acc": ("std acc", "pct"),
-    "acc_delta": ("Δ pts", "pts"),
-    "module_acc_before_finetune": ("acc before FT", "pct"),
-    "weight_retention": ("weights", "pct"),
-    "flops_ratio": ("FLOPs", "pct"),
-    "latency_ratio": ("latency", "ratio"),
-    "train_seconds": ("train s", "int"),
-    "seeds": ("seeds", "int"),
-}
-FOOTNOTE = ("Means over tasks and seeds. module acc: reused module on its task; std acc: standard model, "
-            "logits restricted to the task; weights, FLOPs, latency: reused module / standard model; "
-            "retention: units kept (union over the task's classes); standard: every class's module is the "
-            "whole model, so its retention is 100% and its coupling 1 by definition. A FLOP is one multiply-add.")
+__all__ = ["FOOTNOTE", "raw_frame", "render", "rich_table", "summarize", "task_rows"]
 
-
-def load_records(runs: Path) -> list[dict[str, Any]]:
-    """Every record under ``runs`` (sorted by path), skipping unreadable files."""
-    records = []
-    for path in sorted(runs.rglob("record.json")):
-        record = read_json(path)
-        if record is not None and record.get("schema") == 1:
-            records.append(record)
-    return records
-
-
-def task_rows(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (record, task): the record's identity, model and modularization metrics, task metrics."""
-    rows = []
-    for rec in records:
-        base = {
-            "dataset": _label(rec["dataset"], rec.get("dataset_args")),
-            "model": _label(rec["model"], rec.get("model_args")),
-            "method": rec["method"], "threshold": rec["threshold"], "seed": rec["seed"],
-            "error": rec.get("error"),
-            **{k: v for k, v in (rec.get("model_metrics") or {}).items()},
-            **{k: v for k, v in (rec.get("modularization") or {}).items() if k in ("cohesion", "coupling")},
-        }
-        base["model_retention"] = (rec.get("modularization") or {}).get("retention")
-        for task in rec.get("tasks") or [{}]:
-            row = {**base, **task}
-            row["task"] = ",".join(str(c) for c in task.get("classes", []))
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _label(name: str, args: dict[str, Any] | None) -> str:
-    if not args:
-        return name
-    return f"{name}:" + ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(args.items()))
-
-
-def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean over tasks and seeds per (dataset, model, method, threshold); failed cells show their error."""
-    if rows.empty:
-        return rows
-    rows = rows.copy()
-    if "module_acc" in rows and "standard_acc" in rows:
-        rows["acc_delta"] = (rows["module_acc"] - rows["standard_acc"]) * 100
-    numeric = [c for c in COLUMNS if c in rows and c != "seeds"]
-    grouped = rows.groupby(KEYS, sort=False, dropna=False)
-    table = grouped[numeric].mean(numeric_only=True)
-    table["seeds"] = grouped["seed"].nunique()
-    errors = grouped["error"].agg(lambda s: next((e for e in s if isinstance(e, str)), None))
-    table["error"] = errors
-    return table.reset_index()
-
-
-def _format(value: Any, kind: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if kind == "pct":
-        return f"{value * 100:.1f}%"
-    if kind == "pts":
-        return f"{value:+.2f}"
-    if kind == "ratio":
-        return f"{value:.2f}x"
-    if kind == "int":
-        return f"{value:.0f}"
-    return f"{value:.3f}"
-
-
-def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary with formatted cells and readable headers (what md/html/latex/terminal show)."""
-    shown = summary[[c for c in KEYS if c in summary]].copy()
-    for column, (header, kind) in COLUMNS.items():
-        if column in summary:
-            shown[header] = [_format(v, kind) for v in summary[column]]
-    if "error" in summary and summary["error"].notna().any():
-        shown["error"] = summary["error"].fillna("")
-    return shown
-
-
-TERMINAL_HIDDEN = ("acc before FT", "train s", "seeds")
+TERMINAL_HIDDEN = ("acc before FT", "train s", "merged weights", "merged FLOPs", "latency b1")
+FIGURE_HEADERS = {header for header, _ in COLUMNS.values()}
+RAW_DROPPED = ("dataset_name", "model_name")
+LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
+         "–": "--"}
 
 
 def rich_table(summary: pd.DataFrame, title: str = "modbench") -> Table:
-    """The comparison as a rich table for the terminal.
+    """The comparison as a rich table for the terminal, its footnote computed from ``summary``.
 
     Identity columns that hold one value only (say, a single data set) move into the title, and a
     few secondary columns are left to the other formats, so the table fits a laptop terminal.
     """
     shown = display_frame(summary).drop(columns=list(TERMINAL_HIDDEN), errors="ignore")
-    constant = [k for k in ("dataset", "threshold") if k in shown and shown[k].nunique() == 1]
+    if (shown["n"] <= 1).all():
+        shown = shown.drop(columns="n")
+    constant = [k for k in ("dataset", "preset", "threshold") if k in shown and shown[k].nunique() == 1]
     if constant:
         title += " (" + ", ".join(f"{k} {shown[k].iloc[0]}" for k in constant) + ")"
         shown = shown.drop(columns=constant)
-    table = Table(title=title, caption=FOOTNOTE, caption_justify="left")
+    return frame_table(shown, title, footnote(summary), right={*FIGURE_HEADERS, "n"})
+
+
+def frame_table(shown: pd.DataFrame, title: str, note: str, right: set[str]) -> Table:
+    """A frame of formatted cells as a rich table with ``note`` below; ``right``: the right-aligned columns."""
+    table = Table(title=title, caption=note, caption_justify="left")
     for column in shown.columns:
-        key = column in KEYS or column == "error"
-        table.add_column(str(column), justify="left" if key else "right", no_wrap=column in KEYS)
+        table.add_column(str(column), justify="right" if column in right else "left", no_wrap=column in KEYS)
     for _, row in shown.iterrows():
         table.add_row(*(Text(str(v)) for v in row))
     return table
 
 
+def raw_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with raw numbers, as csv and json carry it (configuration columns by their key)."""
+    raw = summary.drop(columns=[c for c in RAW_DROPPED if c in summary])
+    return raw.rename(columns=lambda c: c.removeprefix(CONFIG))
+
+
+def _latex(text: object) -> str:
+    return "".join(LATEX.get(ch, ch) for ch in str(text))
+
+
 def render(summary: pd.DataFrame, fmt: str) -> str:
     """The comparison as text in ``fmt``: md, csv, json, html or latex (csv/json keep raw numbers)."""
+    return render_frames(raw_frame(summary), display_frame(summary), footnote(summary), fmt)
+
+
+def render_frames(raw: pd.DataFrame, shown: pd.DataFrame, note: str, fmt: str) -> str:
+    """``raw`` as csv or json, or the formatted ``shown`` with ``note`` below as md, html or latex."""
     if fmt == "csv":
-        return summary.to_csv(index=False)
+        return raw.to_csv(index=False)
     if fmt == "json":
-        return json.dumps(json.loads(summary.to_json(orient="records")), indent=2) + "\n"
-    shown = display_frame(summary)
+        return json.dumps(json.loads(raw.to_json(orient="records")), indent=2) + "\n"
     if fmt == "md":
-        return shown.to_markdown(index=False) + f"\n\n{FOOTNOTE}\n"
+        return shown.to_markdown(index=False, disable_numparse=True) + f"\n\n{note}\n"
     if fmt == "html":
-        return shown.to_html(index=False, border=0) + f"\n<p>{FOOTNOTE}</p>\n"
+        return shown.to_html(index=False, border=0) + f"\n<p>{html.escape(note)}</p>\n"
     if fmt == "latex":
-        return shown.to_latex(index=False).replace("%", r"\%").replace("Δ", r"$\Delta$")
+        escaped = shown.map(_latex).rename(columns=_latex)
+        return escaped.to_latex(index=False) + f"\n{_latex(note)}\n"
     raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,56 @@
+"""``bench report``: records in, the table (or the comparison of two methods) and the plots out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.table import Table
+
+from bench.errors import UsageError
+from bench.record import Record
+from bench.report.compare import compare_methods, display_comparison
+from bench.report.output import writing
+from bench.report.tables import frame_table, render, render_frames, rich_table, summarize, task_rows
+
+
+@dataclass
+class Built:
+    """What a report produced: text (or a rich table for the terminal) and the plot files written."""
+
+    content: str | Table
+    plots: list[Path] = field(default_factory=list)
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """'mwt,nemo' -> ('mwt', 'nemo'); a one-line error otherwise."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if len(names) != 2:
+        raise UsageError(f"--compare takes two methods separated by a comma, e.g. --compare mwt,nemo (got '{text}')")
+    return names[0], names[1]
+
+
+def build_report(records: list[Record], runs: Path, fmt: str, compare: str | None = None,
+                 plots: Path | None = None) -> Built:
+    """The report of ``records`` in ``fmt`` ('table' gives a rich table), plots drawn into ``plots``."""
+    if not records:
+        raise UsageError(f"no records under {runs} (run `bench run` first, or pass --runs DIR)")
+    pair = parse_pair(compare) if compare else None
+    rows = task_rows(records)
+    built = Built("")
+    if pair:
+        frame = compare_methods(rows, *pair)
+        shown, note = display_comparison(frame, *pair)
+        right = {f"{pair[0]} − {pair[1]}", "95% interval", "pairs"}
+        built.content = (frame_table(shown, f"{pair[0]} vs {pair[1]}", note, right) if fmt == "table"
+                         else render_frames(frame, shown, note, fmt))
+    else:
+        summary = summarize(rows)
+        built.content = rich_table(summary) if fmt == "table" else render(summary, fmt)
+    if plots is not None:
+        from bench.report.plots import draw_plots
+
+        with writing("--plots", plots):
+            built.plots = draw_plots(rows, plots)
+    return built
+

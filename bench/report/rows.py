@@ -1,0 +1,98 @@
+"""Records -> one row per (record, task), with the record's configuration flattened into columns.
+
+A configuration value is a column named ``cfg:<key>``: a recipe field (``cfg:epochs``), a method
+hyperparameter (``cfg:nemo.alpha``), a model or data set argument (``cfg:model.width``) or the
+resolved precision. ``swept_keys`` names those that differ between configurations of the same
+data set, model and method: the values a sweep varied, which the tables and figures show.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from bench.record import Record, as_record
+
+CONFIG = "cfg:"
+IDENTITY = ["dataset_name", "model_name", "method"]
+RECORD_FIGURES = {"model_metrics": ("test_acc", "train_seconds"), "modularization": ("cohesion", "coupling")}
+TASK_FIGURES = ("module_acc", "module_acc_before_finetune", "standard_acc", "retention", "retention_sum",
+                "weight_retention", "flops_ratio", "latency_ratio", "latency_ratio_b1", "weight_retention_merged",
+                "flops_ratio_merged")
+
+
+def label(name: str, args: Mapping[str, Any] | None) -> str:
+    """``vit_s:depth=4,width=0.25``: a model or data set as typed on the command line."""
+    if not args:
+        return name
+    return f"{name}:" + ",".join(f"{k}={_plain(v)}" for k, v in sorted(args.items()))
+
+
+def _plain(value: Any) -> Any:
+    """A hashable, readable form of a configuration value (lists and dicts as JSON)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def config_values(record: Record) -> dict[str, Any]:
+    """The record's configuration as ``cfg:<key>`` columns."""
+    values: dict[str, Any] = {f"{CONFIG}{k}": _plain(v) for k, v in record["recipe"].items() if k != "precision"}
+    values[f"{CONFIG}precision"] = record["precision"]
+    for prefix, items in ((record["method"], record["hparams"]), ("model", record["model_args"]),
+                          ("dataset", record["dataset_args"])):
+        values.update({f"{CONFIG}{prefix}.{k}": _plain(v) for k, v in items.items()})
+    return values
+
+
+def _record_row(record: Record) -> dict[str, Any]:
+    baseline = record["baseline"] or {}
+    row: dict[str, Any] = {
+        "dataset": label(record["dataset"], record["dataset_args"]),
+        "model": label(record["model"], record["model_args"]),
+        "dataset_name": record["dataset"], "model_name": record["model"], "method": record["method"],
+        "family": record["family"], "preset": record["preset"], "threshold": record["threshold"],
+        "seed": record["seed"], "config_key": record["config_key"], "precision": record["precision"],
+        "extraction": record["hparams"].get("extraction") if record["family"] == "vit" else None,
+        "error": record["error"], "last_error": (record["last_error"] or {}).get("message"),
+        "baseline_flag": baseline.get("flag"), "baseline_message": baseline.get("message"),
+        "model_retention": (record["modularization"] or {}).get("retention"), "task": None,
+    }
+    for part, names in RECORD_FIGURES.items():
+        row.update({name: (record[part] or {}).get(name) for name in names})  # type: ignore[literal-required]
+    return {**row, **config_values(record)}
+
+
+def task_rows(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per (record, task); a record without tasks (a failed cell) gives one row without task figures.
+
+    Records of any readable schema are accepted (checked and upgraded through ``bench.record``).
+    """
+    rows = []
+    for obj in records:
+        record = as_record(dict(obj), f"record {obj.get('run_id', '?')}")
+        base = _record_row(record)
+        for task in record["tasks"] or [None]:
+            row = dict(base)
+            if task is not None:
+                row["task"] = ",".join(str(c) for c in task["classes"])
+                row.update({name: task.get(name) for name in TASK_FIGURES})
+                row["acc_delta"] = (task["module_acc"] - task["standard_acc"]) * 100
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def swept_keys(rows: pd.DataFrame) -> list[str]:
+    """The ``cfg:`` columns that differ between configurations of one (data set, model, method)."""
+    columns = [c for c in rows.columns if c.startswith(CONFIG)]
+    if rows.empty or not columns:
+        return []
+    configs = rows.drop_duplicates("config_key")
+    varying = configs.groupby(IDENTITY, sort=False)[columns].nunique(dropna=False).max()
+    present = configs[columns].notna().any()
+    return [c for c in columns if varying[c] > 1 and present[c]]
