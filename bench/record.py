@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
 from bench.errors import CorruptArtifact
-from bench.schema_check import check_value
+from bench.schema_check import check_value, quoted
 
 RECORD_SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
@@ -68,6 +68,7 @@ class TaskMetrics(TypedDict):
     retention_sum: float  # each class module counted apart (CNNSplitter)
     params: int
     weight_retention: float
+    weight_retention_linear: NotRequired[float]  # Linear layers only, as the NeMo authors count a ViT
     flops: int
     flops_ratio: float
     latency_ratio: float
@@ -179,7 +180,7 @@ def as_record(obj: Any, source: str = "record") -> Record:
     if obj["schema"] == 1:
         missing = [name for name in SCHEMA1_REQUIRED if name not in obj]
         if missing:
-            raise BadRecord(f"{source}: invalid record: missing {', '.join(map(repr, missing))}")
+            raise BadRecord(f"{source}: invalid record: missing {quoted(missing)}")
         obj = upgrade_schema1(obj)
     return validate(obj, source)
 

@@ -40,6 +40,12 @@ def _scalar_ok(value: Any, hint: type) -> bool:
     return isinstance(value, hint)
 
 
+def quoted(names: list[str], limit: int = 4) -> str:
+    """``'a', 'b'``, or ``16 fields: 'a', 'b', 'c', 'd', …`` when there are more than ``limit``."""
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return shown if len(names) <= limit else f"{len(names)} fields: {shown}, …"
+
+
 def _where(path: str) -> str:
     return f"'{path}'" if path else "the record"
 
@@ -94,7 +100,7 @@ def _check_typeddict(value: Any, hint: Any, path: str) -> str | None:
         return f"{_where(path)} should be an object, got {_kind(value)}"
     missing = [key for key in hint.__required_keys__ if key not in value]
     if missing:
-        names = ", ".join(repr(k) for k in sorted(missing))
+        names = quoted(sorted(missing))
         return f"'{path}' is missing {names}" if path else f"missing {names}"
     hints = typing.get_type_hints(hint)
     for key, item_hint in hints.items():

@@ -42,7 +42,9 @@ def build_report(records: list[Record], runs: Path, fmt: str, compare: str | Non
         frame = compare_methods(rows, *pair)
         shown, note = display_comparison(frame, *pair)
         right = {f"{pair[0]} − {pair[1]}", "95% interval", "pairs"}
-        built.content = (frame_table(shown, f"{pair[0]} vs {pair[1]}", note, right) if fmt == "table"
+        title = f"{pair[0]} vs {pair[1]}"
+        collapse = ("dataset", "model", "preset", "threshold")
+        built.content = (frame_table(shown, title, note, right, collapse) if fmt == "table"
                          else render_frames(frame, shown, note, fmt))
     else:
         summary = summarize(rows)

@@ -97,7 +97,7 @@ def compare_methods(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
             diffs = _difference(group, figure) if f"{figure}_a" in group else np.array([])
             if len(diffs) == 0:
                 continue
-            low, high = bootstrap_interval(diffs)
+            low, high = bootstrap_interval(diffs) if len(diffs) > 1 else (np.nan, np.nan)
             out.append({**dict(zip(block, values, strict=True)), "figure": figure, "pairs": len(diffs),
                         "mean_diff": float(diffs.mean()), "ci_low": low, "ci_high": high,
                         "verdict": verdict(low, high, len(diffs), a, b)})
@@ -120,8 +120,8 @@ def display_comparison(frame: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFram
     kinds = [COLUMNS[f] for f in frame["figure"]]
     shown["figure"] = [header + (" (pts)" if kind == "pct" else "") for header, kind in kinds]
     shown[f"{a} − {b}"] = [_shown_number(v, kind) for v, (_, kind) in zip(frame["mean_diff"], kinds, strict=True)]
-    shown["95% interval"] = [f"[{_shown_number(lo, kind)}, {_shown_number(hi, kind)}]" for lo, hi, (_, kind)
-                             in zip(frame["ci_low"], frame["ci_high"], kinds, strict=True)]
+    shown["95% interval"] = [f"[{_shown_number(lo, kind)}, {_shown_number(hi, kind)}]" if pd.notna(lo) else "–"
+                             for lo, hi, (_, kind) in zip(frame["ci_low"], frame["ci_high"], kinds, strict=True)]
     shown["pairs"] = frame["pairs"]
     shown["verdict"] = frame["verdict"]
     note = (f"Paired differences {a} − {b} over records of the same data set, model, preset, threshold and seed "

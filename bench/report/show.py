@@ -1,7 +1,8 @@
-"""``bench show``: find one record and lay it out for reading."""
+"""``bench show``: find one record and lay it out for reading (it reads the record only, never computes)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +11,25 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.errors import UsageError
-from bench.pipeline.store import read_json
+from bench.record import Record, read_record
+from bench.report.rows import label
+
+HIDDEN_TASK_FIELDS = ("seconds", "module_file")
 
 
-def find_record(run: Path, runs: Path) -> dict[str, Any]:
-    """The record at ``run``: a record file, the folder holding it, or a run_id under ``runs``."""
+def find_record(run: Path, runs: Path) -> Record:
+    """The record at ``run``: a record file, the folder holding it, or a run_id under ``runs``.
+
+    A file that is not a readable record raises ``bench.record.BadRecord`` naming it.
+    """
     for candidate in (run, run / "record.json", runs / run, runs / run / "record.json"):
         if candidate.is_file():
-            record = read_json(candidate)
-            if record is None:
-                raise UsageError(f"{candidate} is not a readable record")
-            return record
+            return read_record(candidate)
     raise UsageError(f"no record at {run} (give a record.json, its folder, or a run_id under {runs})")
+
+
+def _cell(value: Any) -> Text:
+    return Text(f"{value:.4g}" if isinstance(value, float) else str(value))
 
 
 def _pairs(title: str, values: dict[str, Any] | None) -> Table:
@@ -29,24 +37,53 @@ def _pairs(title: str, values: dict[str, Any] | None) -> Table:
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in (values or {}).items():
-        table.add_row(Text(key), Text(f"{value:.4g}" if isinstance(value, float) else str(value)))
+        if isinstance(value, dict) and value:
+            for inner, item in value.items():
+                table.add_row(Text(f"{key}.{inner}"), _cell(item))
+        else:
+            table.add_row(Text(key), _cell(value))
     return table
 
 
-def render_record(record: dict[str, Any]) -> Group:
-    """A record as a few small tables: identity, environment, model, modularization, tasks."""
-    identity = {k: record.get(k) for k in ("run_id", "method", "model", "model_args", "dataset", "seed",
-                                            "preset", "threshold", "error")}
-    parts: list[Any] = [_pairs("run", identity), _pairs("hyperparameters", record.get("hparams")),
-                        _pairs("environment", record.get("env")), _pairs("model", record.get("model_metrics")),
-                        _pairs("modularization", record.get("modularization"))]
-    tasks = record.get("tasks") or []
-    if tasks:
-        table = Table(title="tasks", title_justify="left")
-        columns = [c for c in tasks[0] if c != "seconds"]
-        for column in columns:
-            table.add_column(column, justify="right")
-        for task in tasks:
-            table.add_row(*(Text(f"{task[c]:.4g}" if isinstance(task[c], float) else str(task[c])) for c in columns))
-        parts.append(table)
+def _identity(record: Record) -> dict[str, Any]:
+    identity = {"run_id": record["run_id"], "method": record["method"],
+                "model": label(record["model"], record["model_args"]),
+                "dataset": label(record["dataset"], record["dataset_args"]), "seed": record["seed"],
+                "preset": record["preset"], "threshold": record["threshold"], "precision": record["precision"],
+                "deterministic": record["deterministic"], "config_key": record["config_key"]}
+    if record["error"]:
+        identity["error"] = record["error"]
+    return identity
+
+
+def _baseline(record: Record) -> dict[str, Any]:
+    baseline = record["baseline"]
+    if baseline is None:
+        return {"flag": "not recorded"}
+    return {"flag": baseline["flag"] or "none (the standard model learned)",
+            "standard test acc": baseline["standard_test_acc"], "method test acc": baseline["method_test_acc"],
+            **({"why": baseline["message"]} if baseline["message"] else {})}
+
+
+def _tasks(tasks: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="tasks", title_justify="left")
+    columns = list(dict.fromkeys(c for task in tasks for c in task if c not in HIDDEN_TASK_FIELDS))
+    for column in columns:
+        table.add_column(column, justify="right")
+    for task in tasks:
+        table.add_row(*(_cell(task.get(c, "–")) for c in columns))
+    return table
+
+
+def render_record(record: Record) -> Group:
+    """A record as a few small tables: identity, baseline, last error, settings, environment, figures, tasks."""
+    parts: list[Any] = [_pairs("run", _identity(record)), _pairs("baseline", _baseline(record))]
+    if record["last_error"]:
+        parts.append(_pairs("last error (a re-run failed; the figures are from the run before)",
+                            dict(record["last_error"])))
+    parts += [_pairs("hyperparameters", record["hparams"]), _pairs("recipe", record["recipe"]),
+              _pairs("environment", record["env"]), _pairs("model", record["model_metrics"]),
+              _pairs("modularization", record["modularization"])]
+    if record["tasks"]:
+        parts.append(_tasks(record["tasks"]))
     return Group(*parts)

@@ -37,15 +37,18 @@ def rich_table(summary: pd.DataFrame, title: str = "modbench") -> Table:
     shown = display_frame(summary).drop(columns=list(TERMINAL_HIDDEN), errors="ignore")
     if (shown["n"] <= 1).all():
         shown = shown.drop(columns="n")
-    constant = [k for k in ("dataset", "preset", "threshold") if k in shown and shown[k].nunique() == 1]
+    return frame_table(shown, title, footnote(summary), {*FIGURE_HEADERS, "n"}, ("dataset", "preset", "threshold"))
+
+
+def frame_table(shown: pd.DataFrame, title: str, note: str, right: set[str], collapse: tuple[str, ...]) -> Table:
+    """A frame of formatted cells as a rich table with ``note`` below.
+
+    ``right`` names the right-aligned columns; the ``collapse`` columns that hold one value only move into the title.
+    """
+    constant = [k for k in collapse if k in shown and shown[k].nunique() == 1]
     if constant:
         title += " (" + ", ".join(f"{k} {shown[k].iloc[0]}" for k in constant) + ")"
         shown = shown.drop(columns=constant)
-    return frame_table(shown, title, footnote(summary), right={*FIGURE_HEADERS, "n"})
-
-
-def frame_table(shown: pd.DataFrame, title: str, note: str, right: set[str]) -> Table:
-    """A frame of formatted cells as a rich table with ``note`` below; ``right``: the right-aligned columns."""
     table = Table(title=title, caption=note, caption_justify="left")
     for column in shown.columns:
         table.add_column(str(column), justify="right" if column in right else "left", no_wrap=column in KEYS)
