@@ -3,20 +3,25 @@
 One streaming pass over the training data (``collect_activity``) accumulates, per class, how
 often each maskable unit is active, plus a capped sample of per-sample activity for cohesion; the
 memory it needs does not grow with the data set. ``threshold_masks`` turns the counts into
-module masks; ``ModuleSet.target`` ORs the class modules of a sub-task.
+module masks (``threshold_modules`` also counts the layers that needed the empty-layer rule);
+``ModuleSet.target`` ORs the class modules of a sub-task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from bench.errors import BenchError, UsageError
 from bench.modular.masking import maskable_units
 from bench.protocol.modules import ActivityStats
 
 THRESHOLD_STEP = 0.05
+EMPTY_LAYER_RULES = ("most_frequent", "error", "random5", "whole")
+RANDOM_SHARE = 0.05  # NeMo's CNN rule: int(5% of the layer) units at random
 
 
 @torch.no_grad()
@@ -71,32 +76,86 @@ def _rank_within_class(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     return ((onehot.cumsum(0) - onehot) * onehot).sum(1)
 
 
-def threshold_masks(stats: ActivityStats, threshold: float) -> torch.Tensor:
+class EmptyModuleLayer(BenchError):
+    """A class module would keep no unit of a layer and the empty-layer rule is 'error' (MwT's)."""
+
+    exit_code = 1
+
+
+class Thresholded(NamedTuple):
+    """Module masks and, per layer, how many classes' modules needed the empty-layer rule."""
+
+    masks: torch.Tensor  # (classes, units) bool
+    fallbacks: list[int]  # one count per layer, in ``ActivityStats.layers`` order
+
+
+def check_empty_layer(rule: str) -> None:
+    """UsageError unless ``rule`` is one of ``EMPTY_LAYER_RULES``."""
+    if rule not in EMPTY_LAYER_RULES:
+        raise UsageError(f"bad value for empty_layer: '{rule}' (choose {', '.join(EMPTY_LAYER_RULES)})")
+
+
+def threshold_modules(stats: ActivityStats, threshold: float, empty_layer: str = "most_frequent",
+                      seed: int = 0) -> Thresholded:
     """Module masks (classes, units): per layer keep units active in >= ``threshold`` of a class's samples.
 
-    When no unit of a layer reaches the threshold it is lowered by 0.05 until one does, so a layer
-    never ends up empty (a layer whose units never fire keeps its most frequent unit).
+    When no unit of a layer reaches the threshold it is lowered by 0.05 until one does. A layer no
+    unit of which reaches 0.05 gets the ``empty_layer`` rule: 'most_frequent' keeps its most
+    frequent unit (modbench's), 'error' raises ``EmptyModuleLayer`` (MwT's), 'random5' keeps a
+    random 5% of its units, at least one, drawn from a generator seeded with ``seed`` (NeMo's CNN
+    rule), 'whole' keeps every unit (what NeMo's ViT code does). ``fallbacks`` counts, per layer,
+    the classes whose module needed the rule.
     """
+    check_empty_layer(empty_layer)
     freq = stats.counts.double() / stats.class_totals.clamp(min=1)[:, None].double()  # (classes, units)
     masks = torch.zeros_like(freq, dtype=torch.bool)
+    generator = torch.Generator().manual_seed(seed)
+    fallbacks = []
     start = 0
-    for size in stats.sizes:
-        layer = freq[:, start:start + size]
-        for c in range(layer.shape[0]):
-            masks[c, start:start + size] = _keep_layer(layer[c], threshold)
+    for name, size in zip(stats.layers, stats.sizes, strict=True):
+        fired = 0
+        for c in range(freq.shape[0]):
+            keep = _keep_layer(freq[c, start:start + size], threshold)
+            if keep is None:
+                fired += 1
+                keep = _empty_layer_rule(freq[c, start:start + size], empty_layer, generator, (name, c))
+            masks[c, start:start + size] = keep
+        fallbacks.append(fired)
         start += size
-    return masks
+    return Thresholded(masks, fallbacks)
 
 
-def _keep_layer(freq: torch.Tensor, threshold: float) -> torch.Tensor:
+def threshold_masks(stats: ActivityStats, threshold: float, empty_layer: str = "most_frequent",
+                    seed: int = 0) -> torch.Tensor:
+    """The (classes, units) bool module masks of ``threshold_modules``."""
+    return threshold_modules(stats, threshold, empty_layer, seed).masks
+
+
+def _keep_layer(freq: torch.Tensor, threshold: float) -> torch.Tensor | None:
+    """The units at the highest level (threshold, then down by 0.05) that keeps any; None if none above 0."""
     steps = 0
     while True:
         level = round(threshold - steps * THRESHOLD_STEP, 10)
         if level <= 0:
-            keep = torch.zeros_like(freq, dtype=torch.bool)
-            keep[int(freq.argmax())] = True
-            return keep
+            return None
         keep = freq >= level
         if keep.any():
             return keep
         steps += 1
+
+
+def _empty_layer_rule(freq: torch.Tensor, rule: str, generator: torch.Generator,
+                      where: tuple[str, int]) -> torch.Tensor:
+    """What layer ``where[0]`` keeps in class ``where[1]``'s module when no unit reaches any threshold level."""
+    if rule == "error":
+        raise EmptyModuleLayer(f"class {where[1]}'s module would keep no unit of layer '{where[0]}': none is active "
+                               "in 5% of the class's samples (empty_layer='error', MwT's rule; most_frequent, "
+                               "random5 or whole keep some)")
+    keep = torch.zeros_like(freq, dtype=torch.bool)
+    if rule == "whole":
+        keep[:] = True
+    elif rule == "random5":
+        keep[torch.randperm(len(freq), generator=generator)[:max(1, int(RANDOM_SHARE * len(freq)))]] = True
+    else:
+        keep[int(freq.argmax())] = True
+    return keep

@@ -8,7 +8,7 @@ q and k keep the intersection of their masks; a head without v dims is dropped; 
 heads' q, k and v are laid out zero-padded to one common width (that of the widest kept head;
 the padding is not a parameter) and keep the original softmax scale. 'paper' mode builds the
 NeMo authors' module: block 0 intact, a narrowed stream and fresh LayerNorms in blocks 1..L-1
-(not function-equivalent).
+(not function-equivalent), and a ReLU before its task head.
 """
 
 from __future__ import annotations
@@ -48,11 +48,23 @@ def extract_vit(model: ViT, keep: dict[str, torch.Tensor], mode: str) -> Extract
         norm = copy.deepcopy(model.norm)
         head = copy.deepcopy(model.head)
         head_dist = copy.deepcopy(model.head_dist)
+        vit_class = ExtractedViT
     else:
         norm = fresh_norm(model.norm, len(dims))
         head = sliced_linear(model.head, cols=dims)
         head_dist = sliced_linear(model.head_dist, cols=dims) if model.head_dist is not None else None
-    return ExtractedViT(model, blocks, norm, head, head_dist)
+        vit_class = PaperViT
+    return vit_class(model, blocks, norm, head, head_dist)
+
+
+class PaperViT(ExtractedViT):
+    """A 'paper' mode module: its task head is ReLU + Linear on the class token, as the NeMo authors'
+    (modules_arch/vit_module_HF.py, deit_module_HF.py: classifier = Sequential(ReLU, Linear))."""
+
+    def replace_head(self, num_outputs: int) -> None:
+        """ReLU + a new Linear on the class token; drop the distillation head."""
+        super().replace_head(num_outputs)
+        self.head = nn.Sequential(nn.ReLU(), self.head)
 
 
 def _exact_block(block: Block, masks: dict[str, torch.Tensor]) -> ExtractedBlock:

@@ -22,7 +22,8 @@ class HeadedModule(nn.Module):
 def attach_head(module: nn.Module, num_classes: int, num_outputs: int) -> nn.Module:
     """Give a composed module a fresh head with ``num_outputs`` classes.
 
-    Models that define ``replace_head`` (ViTs: a new Linear on the class token) swap their own head;
+    Models that define ``replace_head`` swap their own head (ViTs: a new Linear on the class token;
+    'paper' mode ViT modules: ReLU + Linear, as the NeMo authors');
     any other module gets ReLU + Linear over its logits (MwT's CNN module head).
     """
     if hasattr(module, "replace_head"):

@@ -88,6 +88,12 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_linear_params(model: nn.Module) -> int:
+    """Parameters (weights and biases) of the ``nn.Linear`` layers alone: how the NeMo authors count a
+    ViT's weights (``calculate_param``, modules_arch/vit_module_HF.py), for a like-for-like weight retention."""
+    return sum(p.numel() for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters(recurse=False))
+
+
 def _sdpa_flops(inputs: list, outputs: list) -> int:
     from fvcore.nn.jit_handles import get_shape
 
