@@ -99,10 +99,13 @@ def footnote(summary: pd.DataFrame) -> str:
     parts = [_seeds_sentence(summary), FOOTNOTE]
     if "extraction" in summary and summary["extraction"].notna().any():
         parts.append("extraction: how modules are cut from a masked ViT (the method's 'extraction' setting).")
-    for _, row in summary[summary["baseline_flag"].notna()].iterrows():
-        parts.append(f"Baseline flag, {row_label(row)}: {row['baseline_message']} "
-                     f"({row['baseline_flagged']} of {row['seeds']} seeds); its std acc, Δ and ratios compare "
-                     f"against a standard model that did not learn.")
+    flagged = summary[summary["baseline_flag"].notna()]
+    for message, group in flagged.groupby("baseline_message", sort=False):
+        rows = "; ".join(f"{row_label(row)} ({row['baseline_flagged']} of {row['seeds']} seeds)"
+                         for _, row in group.iterrows())
+        flag = _flag_text(group["baseline_flag"].iloc[0])
+        parts.append(f"Baseline flag '{flag}': {message}, for {rows}. Their std acc, Δ and ratios compare against "
+                     "a standard model that did not learn.")
     kept = summary[summary["last_error"].notna()]
     if not kept.empty:
         rows = "; ".join(row_label(row) for _, row in kept.iterrows())
