@@ -19,6 +19,23 @@ from bench.models.vit import ViT
 from bench.modular.slicing import copy_parameter
 
 
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype a matmul reading ``t`` runs in: autocast's on ``t``'s device when it is on, else ``t``'s."""
+    if t.is_floating_point() and torch.is_autocast_enabled(t.device.type):
+        return torch.get_autocast_dtype(t.device.type)
+    return t.dtype
+
+
+def added_at(x: torch.Tensor, dim: int, index: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``x`` with ``source`` added at positions ``index`` along ``dim``, in the dtype of ``x + source``.
+
+    Under autocast a sublayer's output may be bfloat16 while the stream it joins is float32; the
+    join promotes as the model's own ``x + sublayer(x)`` does.
+    """
+    dtype = torch.promote_types(x.dtype, source.dtype)
+    return x.to(dtype).index_add(dim, index, source.to(dtype))
+
+
 class ExtractedResidual(nn.Module):
     """``body(x) + shortcut(x)`` over the union of their channels (``width``), then optional ReLU.
 
@@ -44,12 +61,12 @@ class ExtractedResidual(nn.Module):
         y = self.body(x)
         s = x if self.shortcut is None else self.shortcut(x)
         if self.onto == "shortcut":
-            out = s.index_add(1, self.body_index, y)
+            out = added_at(s, 1, self.body_index, y)
         elif self.onto == "body":
-            out = y.index_add(1, self.shortcut_index, s)
+            out = added_at(y, 1, self.shortcut_index, s)
         else:
             out = y.new_zeros(y.shape[0], self.width, y.shape[2], y.shape[3])  # (batch, union, h, w)
-            out = out.index_add(1, self.body_index, y).index_add(1, self.shortcut_index, s)
+            out = added_at(added_at(out, 1, self.body_index, y), 1, self.shortcut_index, s)
         return torch.relu(out) if self.relu else out
 
 
@@ -79,23 +96,28 @@ class SpreadWeights(nn.Module):
     """Base of layers that zero-pad a compact weight into a wider layout at call time.
 
     While training, the padded copy is rebuilt at each call so that gradients reach only the
-    compact parameters. In inference (no grad) it is built once and reused until the parameter
-    changes (its version, device or dtype), so a module runs as many kernels as its model.
+    compact parameters. In inference (no grad) it is built once per parameter version, device and
+    compute dtype (autocast's, when it is on) and reused, so a module runs as many kernels as its
+    model and casts no weight per call.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._spread_cache: dict[str, tuple[tuple, torch.Tensor]] = {}
 
-    def spread(self, key: str, tensor: torch.Tensor, pos: torch.Tensor, shape: tuple[int, ...],
-               dim: int) -> torch.Tensor:
-        """``tensor`` placed at indices ``pos`` along ``dim`` of a zero tensor of ``shape``."""
+    def spread(self, key: str, tensor: torch.Tensor, pos: torch.Tensor, shape: tuple[int, ...], dim: int,
+               dtype: torch.dtype) -> torch.Tensor:
+        """``tensor`` placed at indices ``pos`` along ``dim`` of a zero tensor of ``shape``.
+
+        ``dtype`` is the dtype the caller computes in; the cached inference copy is stored in it.
+        """
         if torch.is_grad_enabled():
             return tensor.new_zeros(shape).index_copy(dim, pos, tensor)
-        stamp = (id(tensor), tensor._version, tensor.device, tensor.dtype)
+        stamp = (id(tensor), tensor._version, tensor.device, tensor.dtype, dtype)
         cached = self._spread_cache.get(key)
         if cached is None or cached[0] != stamp:
-            cached = (stamp, tensor.new_zeros(shape).index_copy(dim, pos, tensor))
+            padded = tensor.new_zeros(shape, dtype=dtype).index_copy(dim, pos, tensor.to(dtype))
+            cached = (stamp, padded)
             self._spread_cache[key] = cached
         return cached[1]
 
@@ -118,11 +140,12 @@ class HeadProjection(SpreadWeights):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         features = self.heads * self.width
+        dtype = compute_dtype(x)
         if self.linear is None:
-            out = x.new_zeros(b, n, features)
+            out = x.new_zeros(b, n, features, dtype=dtype)
         else:
-            weight = self.spread("weight", self.linear.weight, self.pos, (features, d), 0)
-            bias = self.spread("bias", self.linear.bias, self.pos, (features,), 0)
+            weight = self.spread("weight", self.linear.weight, self.pos, (features, d), 0, dtype)
+            bias = self.spread("bias", self.linear.bias, self.pos, (features,), 0, dtype)
             out = F.linear(x, weight, bias)  # (batch, tokens, heads * width)
         return out.view(b, n, self.heads, self.width).transpose(1, 2)  # (batch, heads, tokens, width)
 
@@ -143,7 +166,8 @@ class ExtractedAttention(SpreadWeights):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x), scale=self.scale)
         y = y.transpose(1, 2).flatten(2)  # (batch, tokens, heads * width)
-        weight = self.spread("out", self.out.weight, self.v.pos, (self.out.out_features, y.shape[-1]), 1)
+        weight = self.spread("out", self.out.weight, self.v.pos, (self.out.out_features, y.shape[-1]), 1,
+                             compute_dtype(y))
         return F.linear(y, weight, self.out.bias)
 
 
@@ -158,8 +182,8 @@ class ExtractedBlock(nn.Module):
         self.register_buffer("mlp_rows", mlp_rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.index_add(-1, self.attn_rows, self.attn(self.norm1(x)))
-        return x.index_add(-1, self.mlp_rows, self.mlp(self.norm2(x)))
+        x = added_at(x, -1, self.attn_rows, self.attn(self.norm1(x)))
+        return added_at(x, -1, self.mlp_rows, self.mlp(self.norm2(x)))
 
 
 class PaperBlock(nn.Module):
@@ -194,7 +218,7 @@ class PaperBlock(nn.Module):
         v = self._heads(self.v(h), self.v_dims)
         y = F.scaled_dot_product_attention(q, k, v, scale=self.scale).transpose(1, 2).flatten(2)
         y = self.out(y.index_select(-1, self.v_dims))  # (batch, tokens, |out|)
-        wide = x.new_zeros(b, n, self.full).index_copy(-1, self.in_dims, x).index_add(-1, self.out_dims, y)
+        wide = added_at(x.new_zeros(b, n, self.full).index_copy(-1, self.in_dims, x), -1, self.out_dims, y)
         # wide: (batch, tokens, full), the stream after attention's residual add
         z = self.mlp(self.norm2(wide.index_select(-1, self.out_dims)))  # (batch, tokens, |fc2|)
         return wide.index_select(-1, self.fc2_dims) + z
