@@ -5,6 +5,7 @@ declaration so that the declaration is also the validator. Keys a TypedDict does
 allowed (a newer writer may add optional figures); declared keys must have the declared type.
 """
 
+import json
 import types
 import typing
 from typing import Any, Literal, Union
@@ -13,8 +14,12 @@ _NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or 
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+    """How a wrong value is named: a short scalar as written in JSON, a container by its kind."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float) or (isinstance(value, str) and len(value) <= 40):
+        return repr(value)
+    return {dict: "an object", list: "a list", str: "a long string"}.get(type(value), type(value).__name__)
 
 
 def _describe(hint: Any) -> str:
@@ -57,7 +62,7 @@ def check_value(value: Any, hint: Any, path: str) -> str | None:
     origin = typing.get_origin(hint)
     if origin is Literal:
         ok = value in typing.get_args(hint) and type(value) in {type(v) for v in typing.get_args(hint)}
-        return None if ok else f"{_where(path)} should be {_describe(hint)}, got {value!r}"
+        return None if ok else f"{_where(path)} should be {_describe(hint)}, got {_kind(value)}"
     if origin in (Union, types.UnionType):
         problems = [check_value(value, member, path) for member in typing.get_args(hint)]
         if all(problems):
