@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "methods.standard",
     "methods.mwt",
     "methods.nemo",
+    "bench.loggers.tensorboard",
 )
 ENTRY_POINT_GROUP = "modbench"
 log = logging.getLogger("bench")
