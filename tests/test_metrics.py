@@ -108,8 +108,32 @@ def test_flops_fail_loudly_on_uncounted_compute():
         metrics.count_flops(_Uncounted())
 
 
-def test_latency_ratio_is_positive_and_smaller_for_a_smaller_model():
+def _big_and_small() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
     big = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1))
-    small = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
-    ratio = metrics.latency_ratio(small, big, batch_size=4, warmup=1, iters=3)
-    assert 0 < ratio < 1
+    return big, nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_latency_ratios_at_a_throughput_batch_and_one_image(precision):
+    big, small = _big_and_small()
+    big.train()
+    small.eval()
+    ratios = metrics.latency_ratios(small, big, precision, throughput_batch=8, max_seconds=0.01)
+    assert set(ratios) == {"latency_ratio", "latency_ratio_b1"}
+    assert 0 < ratios["latency_ratio"] < 1 and 0 < ratios["latency_ratio_b1"] < 1
+    assert big.training and not small.training  # train/eval modes restored
+
+
+def test_latency_ratios_reject_an_unknown_precision():
+    big, small = _big_and_small()
+    with pytest.raises(ValueError, match="precision"):
+        metrics.latency_ratios(small, big, "fp16", throughput_batch=2)
+
+
+def test_flops_do_not_depend_on_precision():
+    model = vit_s(10, width=0.25, depth=2)
+    full = metrics.count_flops(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert metrics.count_flops(model) == full
+    assert metrics.count_flops(model.to(torch.bfloat16)) == full

@@ -5,12 +5,12 @@ Pure functions, tensors in and numbers out; the runner decides when to call them
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -106,17 +106,19 @@ def _sdpa_flops(inputs: list, outputs: list) -> int:
 def flops_by_operator(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> dict[str, int]:
     """Multiply-adds of one forward pass per operator (fvcore, attention included).
 
-    Raises RuntimeError when fvcore meets a compute op (conv, matmul, attention...) it cannot
-    count, instead of silently under-reporting.
+    The input takes the model's dtype and autocast is off while counting: the count does not
+    depend on the precision the model runs in. Raises RuntimeError when fvcore meets a compute op
+    (conv, matmul, attention...) it cannot count, instead of silently under-reporting.
     """
-    device = next(model.parameters()).device
+    reference = next(model.parameters())
     was_training = model.training
     model.eval()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.autocast(reference.device.type, enabled=False):
         warnings.simplefilter("ignore")
         from fvcore.nn import FlopCountAnalysis
 
-        analysis = FlopCountAnalysis(model, torch.zeros(input_shape, device=device))
+        x = torch.zeros(input_shape, device=reference.device, dtype=reference.dtype)
+        analysis = FlopCountAnalysis(model, x)
         analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_flops)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         counts = {op: int(n) for op, n in analysis.by_operator().items()}
@@ -132,35 +134,73 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32))
     return sum(flops_by_operator(model, input_shape).values())
 
 
-def _timed(model: nn.Module, x: torch.Tensor, sync: Callable[[], None]) -> float:
-    sync()
-    start = time.perf_counter()
-    model(x)
-    sync()
-    return time.perf_counter() - start
+LATENCY_PRECISIONS = ("fp32", "bf16")
+LATENCY_WARMUP = 3  # untimed passes per model and batch size (GPU autotuning, allocator, caches)
+LATENCY_ROUNDS = 3  # module and reference timed alternately; the ratio is the median over rounds
 
 
-@torch.no_grad()
-def latency_ratio(module: nn.Module, reference: nn.Module, batch_size: int = 32, warmup: int = 3,
-                  iters: int = 10) -> float:
-    """Median forward time of ``module`` over that of ``reference`` on a (batch_size, 3, 32, 32) batch.
+def _timer(device: torch.device) -> Callable[[], float]:
+    def now() -> float:
+        synchronize(device)
+        return time.perf_counter()
 
-    The two are timed alternately, after warm-up, so that a slow moment of the machine affects both;
-    GPU work (CUDA, MPS) is synchronised around every timed pass.
+    return now
+
+
+def forward_seconds(model: nn.Module, x: torch.Tensor, max_seconds: float = 0.25) -> float:
+    """Median seconds of one forward pass of ``model`` on ``x`` (torch.utils.benchmark, all CPU threads).
+
+    Repeats until the spread (IQR / median) is under 10% or ``max_seconds`` have passed; GPU work
+    is synchronised around every timed block. Runs under the caller's grad and autocast modes.
     """
-    device = next(module.parameters()).device
-    x = torch.randn(batch_size, 3, 32, 32, device=device)
-    sync = functools.partial(synchronize, device)
-    modes = module.training, reference.training
-    module.eval()
-    reference.eval()
-    for _ in range(warmup):
-        module(x)
-        reference(x)
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(iters):
-        times[0].append(_timed(module, x, sync))
-        times[1].append(_timed(reference, x, sync))
-    module.train(modes[0])
-    reference.train(modes[1])
-    return statistics.median(times[0]) / statistics.median(times[1])
+    from torch.utils import benchmark
+
+    timer = benchmark.Timer("model(x)", globals={"model": model, "x": x}, num_threads=torch.get_num_threads(),
+                            timer=_timer(x.device))
+    return timer.adaptive_autorange(threshold=0.1, min_run_time=min(0.05, max_seconds), max_run_time=max_seconds).median
+
+
+def _ratio_at(module: nn.Module, reference: nn.Module, batch: int, precision: str, max_seconds: float) -> float:
+    weight = next(reference.parameters())
+    x = torch.randn(batch, 3, 32, 32, device=weight.device, dtype=weight.dtype)
+    with torch.autocast(weight.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        for _ in range(LATENCY_WARMUP):
+            module(x)
+            reference(x)
+        ratios = [forward_seconds(module, x, max_seconds) / forward_seconds(reference, x, max_seconds)
+                  for _ in range(LATENCY_ROUNDS)]
+    return statistics.median(ratios)
+
+
+@contextlib.contextmanager
+def _evaluating(*models: nn.Module) -> Iterator[None]:
+    """Models in eval mode and gradients off inside; train/eval modes restored after."""
+    modes = [m.training for m in models]
+    try:
+        with torch.no_grad():
+            yield [m.eval() for m in models]
+    finally:
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)
+
+
+def latency_ratios(module: nn.Module, reference: nn.Module, precision: str, throughput_batch: int, *,
+                   max_seconds: float = 0.25) -> dict[str, float]:
+    """Inference time of ``module`` over that of ``reference`` (both in eval mode, 32x32 images).
+
+    ``latency_ratio`` at ``throughput_batch`` images, ``latency_ratio_b1`` at one image. Both
+    models run in ``precision`` ('fp32', or 'bf16': bfloat16 autocast, as in training) and are
+    timed the same way (``forward_seconds``, at most ``max_seconds`` per measurement), alternately,
+    so a slow moment affects both.
+    """
+    if precision not in LATENCY_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(LATENCY_PRECISIONS)}, not {precision!r}")
+    with _evaluating(module, reference):
+        return {"latency_ratio": _ratio_at(module, reference, throughput_batch, precision, max_seconds),
+                "latency_ratio_b1": _ratio_at(module, reference, 1, precision, max_seconds)}
+
+
+def latency_ratio(module: nn.Module, reference: nn.Module, batch_size: int = 32, precision: str = "fp32") -> float:
+    """``latency_ratios``' ratio at ``batch_size`` images alone (the reuse stage's call until it records both)."""
+    with _evaluating(module, reference):
+        return _ratio_at(module, reference, batch_size, precision, max_seconds=0.25)
