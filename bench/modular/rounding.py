@@ -1,0 +1,53 @@
+"""Rounding a module's kept units per layer up to a multiple (vector and tensor-core friendly widths).
+
+A module whose layers keep 27 or 61 channels runs slower per multiply-add than one keeping 32
+or 64: convolution and matrix kernels work in blocks of 8 (GPU tensor cores) or 16 (AVX-512
+float32) channels and pad or fall back to slower paths otherwise. Rounding adds, in each layer,
+the units the task's samples use most often among those the module left out, until the kept
+count is a multiple of ``multiple`` (or the whole layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def task_frequency(counts: torch.Tensor, class_totals: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """(units,) share of the task's samples in which each unit is active.
+
+    ``counts`` (classes, units) and ``class_totals`` (classes,) are the activity pass's per-class
+    counts (``ActivityStats``); the task pools the samples of its ``classes``.
+    """
+    rows = list(classes)
+    return counts[rows].sum(dim=0).double() / class_totals[rows].sum().clamp(min=1).double()
+
+
+def rounded_layer(keep: torch.Tensor, frequency: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``keep`` (units,) bool plus the most frequent dropped units, up to a multiple of ``multiple`` kept.
+
+    Ties in ``frequency`` go to the lower unit index. The count never exceeds the layer's size.
+    """
+    kept = int(keep.sum())
+    target = min(len(keep), -(-kept // multiple) * multiple)
+    if target == kept:
+        return keep.clone()
+    score = torch.where(keep, torch.tensor(float("inf"), dtype=torch.double), frequency.double())
+    order = torch.sort(-score, stable=True).indices  # kept units first, then by decreasing frequency
+    rounded = torch.zeros_like(keep)
+    rounded[order[:target]] = True
+    return rounded
+
+
+def rounded_keep(keep: torch.Tensor, frequency: torch.Tensor, sizes: Sequence[int], multiple: int) -> torch.Tensor:
+    """A (units,) keep mask over layers of ``sizes`` (concatenated), each layer rounded by ``rounded_layer``.
+
+    ``multiple`` 1 returns ``keep`` unchanged (a copy).
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be at least 1, not {multiple}")
+    if multiple == 1:
+        return keep.clone()
+    parts = zip(torch.split(keep, list(sizes)), torch.split(frequency, list(sizes)), strict=True)
+    return torch.cat([rounded_layer(k, f, multiple) for k, f in parts])
