@@ -81,7 +81,7 @@ def render_frames(raw: pd.DataFrame, shown: pd.DataFrame, note: str, fmt: str) -
     if fmt == "md":
         return shown.to_markdown(index=False, disable_numparse=True) + f"\n\n{note}\n"
     if fmt == "html":
-        return shown.to_html(index=False, border=0) + f"\n<p>{html.escape(note)}</p>\n"
+        return shown.to_html(index=False, border=0) + f"\n<p>{html.escape(note, quote=False)}</p>\n"
     if fmt == "latex":
         escaped = shown.map(_latex).rename(columns=_latex)
         return escaped.to_latex(index=False) + f"\n{_latex(note)}\n"
