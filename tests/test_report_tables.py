@@ -146,3 +146,10 @@ def test_seed_counts_that_differ_between_rows_are_said():
 def test_latex_escapes_what_latex_would_misread():
     text = render(summarize(task_rows([make_record("mwt", model="my_net", model_args={})])), "latex")
     assert r"my\_net" in text and "\\begin{tabular}" in text and r"\%" in text
+
+
+def test_only_failed_cells_still_render():
+    summary = summarize(task_rows([make_record("mwt", error="RuntimeError: boom"), make_record("nemo", error="x")]))
+    for fmt, text in every_format(summary).items():
+        assert "RuntimeError: boom" in text and "No row has figures yet" in " ".join(text.split()), fmt
+    assert raw(summary)["n"].tolist() == [0, 0]

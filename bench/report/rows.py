@@ -61,10 +61,10 @@ def _record_row(record: Record) -> dict[str, Any]:
         "extraction": record["hparams"].get("extraction") if record["family"] == "vit" else None,
         "error": record["error"], "last_error": (record["last_error"] or {}).get("message"),
         "baseline_flag": baseline.get("flag"), "baseline_message": baseline.get("message"),
-        "model_retention": (record["modularization"] or {}).get("retention"), "task": None,
+        "task": None,
     }
     for part, names in RECORD_FIGURES.items():
-        row.update({name: (record[part] or {}).get(name) for name in names})  # type: ignore[literal-required]
+        row.update({name: (record[part] or {}).get(name) for name in names})
     return {**row, **config_values(record)}
 
 

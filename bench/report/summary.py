@@ -35,15 +35,14 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     the baseline flags (``baseline_flag``, ``baseline_flagged`` seeds, a ``baseline_message``) and errors."""
     if rows.empty:
         return rows
-    figures = [f for f in FIGURES if f in rows and rows[f].notna().any()]
     done = rows[rows["error"].isna()]
-    per_seed = done.groupby([*GROUP, "seed"], sort=False, dropna=False)[figures].mean()
-    stats = per_seed.groupby(level=GROUP, sort=False, dropna=False).agg(["mean", "std"])
-    stats.columns = [f"{figure}_{stat}" for figure, stat in stats.columns]
+    stats = _seed_stats(done)
     groups = rows.groupby(GROUP, sort=False, dropna=False)
     flagged = rows.dropna(subset=["baseline_flag"]).groupby(GROUP, sort=False, dropna=False)["seed"].nunique()
-    carried = [*CARRIED, *swept_keys(rows)]
-    table = groups[carried].agg(_first).join(stats)
+    swept = swept_keys(rows)
+    carried = [*CARRIED, *swept]
+    table = groups[carried].agg(_first)
+    table = table.join(stats) if not stats.empty else table
     table["n"] = done.groupby(GROUP, sort=False, dropna=False)["seed"].nunique()
     table["seeds"] = groups["seed"].nunique()
     table["baseline_flag"] = groups["baseline_flag"].agg(_flags)
@@ -52,8 +51,19 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     table["last_error"] = groups["last_error"].agg(_first)
     table["error"] = groups["error"].agg(_first)
     table[["n", "baseline_flagged"]] = table[["n", "baseline_flagged"]].fillna(0).astype(int)
-    order = ["dataset", "model", "method", "preset", *swept_keys(rows), "threshold"]
+    order = ["dataset", "model", "method", "preset", *swept, "threshold"]
     return table.reset_index().sort_values(order, key=_sortable, kind="stable", ignore_index=True)
+
+
+def _seed_stats(done: pd.DataFrame) -> pd.DataFrame:
+    """``<figure>_mean`` and ``<figure>_std`` per configuration: tasks averaged within a seed, then over seeds."""
+    figures = [f for f in FIGURES if f in done and done[f].notna().any()]
+    if not figures:
+        return pd.DataFrame()
+    per_seed = done.groupby([*GROUP, "seed"], sort=False, dropna=False)[figures].mean()
+    stats = per_seed.groupby(level=GROUP, sort=False, dropna=False).agg(["mean", "std"])
+    stats.columns = [f"{figure}_{stat}" for figure, stat in stats.columns]
+    return stats
 
 
 def _sortable(column: pd.Series) -> pd.Series:
