@@ -42,24 +42,21 @@ def verdict(low: float, high: float, pairs: int, a: str, b: str) -> str:
     return f"{a} higher" if low > 0 else f"{b} higher"
 
 
-def _config_label(rows: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Each row's swept settings as ``epochs=2, nemo.alpha=0.5`` (empty without a sweep)."""
-    def one(row: pd.Series) -> str:
-        return ", ".join(f"{k.removeprefix(CONFIG)}={row[k]}" for k in keys if pd.notna(row[k]))
-    return rows.apply(one, axis=1) if keys else pd.Series("", index=rows.index)
+def _settings(rows: pd.DataFrame, keys: list[str]) -> list[dict[str, object]]:
+    """Each row's swept settings (model and data set arguments are part of the model and data set)."""
+    keys = [k for k in keys if not k.startswith((f"{CONFIG}model.", f"{CONFIG}dataset."))]
+    return [{k.removeprefix(CONFIG): row[k] for k in keys if pd.notna(row[k])} for _, row in rows.iterrows()]
 
 
 def _side(rows: pd.DataFrame, method: str, keys: list[str]) -> pd.DataFrame:
     side = rows[(rows["method"] == method) & rows["error"].isna()].copy()
-    side["config"] = _config_label(side, [k for k in keys if not k.startswith((f"{CONFIG}model.",
-                                                                               f"{CONFIG}dataset."))])
+    side["settings"] = _settings(side, keys)
+    side["config"] = [", ".join(f"{k}={v}" for k, v in settings.items()) for settings in side["settings"]]
     return side
 
 
-def _consistent(label_a: str, label_b: str) -> bool:
-    """False when a setting both configurations name holds different values on the two sides."""
-    a = dict(item.split("=", 1) for item in label_a.split(", ") if item)
-    b = dict(item.split("=", 1) for item in label_b.split(", ") if item)
+def _consistent(a: dict[str, object], b: dict[str, object]) -> bool:
+    """False when a setting both configurations have holds different values on the two sides."""
     return all(a[k] == b[k] for k in a.keys() & b.keys())
 
 
@@ -73,7 +70,7 @@ def pair_rows(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
         raise UsageError(f"--compare {a},{b}: give two different methods")
     keys = swept_keys(rows)
     pairs = _side(rows, a, keys).merge(_side(rows, b, keys), on=[*MATCH, "task"], suffixes=("_a", "_b"))
-    pairs = pairs[[_consistent(x, y) for x, y in zip(pairs["config_a"], pairs["config_b"], strict=True)]]
+    pairs = pairs[[_consistent(x, y) for x, y in zip(pairs["settings_a"], pairs["settings_b"], strict=True)]]
     if pairs.empty:
         raise UsageError(f"--compare {a},{b}: no data set, model, seed, task and threshold has records of both "
                          "(without errors)")
