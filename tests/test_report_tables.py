@@ -153,3 +153,10 @@ def test_only_failed_cells_still_render():
     for fmt, text in every_format(summary).items():
         assert "RuntimeError: boom" in text and "No row has figures yet" in " ".join(text.split()), fmt
     assert raw(summary)["n"].tolist() == [0, 0]
+
+
+def test_a_swept_precision_is_one_column():
+    summary = summarize(task_rows([make_record("mwt"), make_record("mwt", precision="bf16")]))
+    table = raw(summary)
+    assert list(table.columns).count("precision") == 1 and table["precision"].tolist() == ["bf16", "fp32"]
+    assert "precision" in render(summary, "md").splitlines()[0]

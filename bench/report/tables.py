@@ -58,8 +58,12 @@ def frame_table(shown: pd.DataFrame, title: str, note: str, right: set[str], col
 
 
 def raw_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary with raw numbers, as csv and json carry it (configuration columns by their key)."""
-    raw = summary.drop(columns=[c for c in RAW_DROPPED if c in summary])
+    """The summary with raw numbers, as csv and json carry it (configuration columns by their key).
+
+    A swept setting that is also a column of its own (``precision``) appears once.
+    """
+    shadowed = [c.removeprefix(CONFIG) for c in summary if c.startswith(CONFIG) and c.removeprefix(CONFIG) in summary]
+    raw = summary.drop(columns=[c for c in (*RAW_DROPPED, *shadowed) if c in summary])
     return raw.rename(columns=lambda c: c.removeprefix(CONFIG))
 
 
