@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "methods.standard",
     "methods.mwt",
     "methods.nemo",
+    "methods.cnnsplitter",
     "bench.loggers.tensorboard",
 )
 ENTRY_POINT_GROUP = "modbench"
