@@ -134,3 +134,14 @@ def test_without_tensorboard_one_warning_then_quiet(tmp_path, monkeypatch, caplo
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and 'pip install "modbench[tensorboard]"' in warnings[0]
     assert not (tmp_path / "tensorboard").exists()
+
+
+def test_close_flushes_a_cell_that_never_ended(tmp_path):
+    """A distilled model's teacher trains without a record, so no run_end closes its writer: exit does."""
+    logger = tensorboard.TensorBoardLogger()
+    event, run, payload = EVENT
+    run = {**run, "out": str(tmp_path)}
+    logger.handle(event, run, payload)
+    logger.close()
+    assert series(read(tensorboard.cell_directory(run)), "train/epoch/loss") == [(1, 2.0)]
+    assert logger.cells == {}

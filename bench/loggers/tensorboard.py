@@ -16,9 +16,9 @@ TensorBoard itself is an extra (``pip install "modbench[tensorboard]"``), import
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,6 @@ ENV_VAR = "MODBENCH_LOG"
 NAME = "tensorboard"
 FLUSH_SECONDS = 10
 MAX_CELL_NAME = 96
-log = logging.getLogger("bench")
 
 
 def enabled() -> bool:
@@ -129,6 +128,12 @@ class TensorBoardLogger:
         elif event == "run_end":
             self._run_end(directory, payload)
 
+    def close(self) -> None:
+        """Flush and close every open writer (cells without a run_end, such as a distilled model's teacher)."""
+        for cell in self.cells.values():
+            cell.writer.close()
+        self.cells.clear()
+
     def _writer(self, directory: Path) -> Any:
         try:
             writer_class = summary_writer()
@@ -158,6 +163,7 @@ class TensorBoardLogger:
 
 
 _logger = TensorBoardLogger()
+atexit.register(_logger.close)
 
 
 @hookimpl
