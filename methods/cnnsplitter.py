@@ -21,6 +21,8 @@ from torch import nn
 
 from bench.errors import BenchError, UsageError
 from bench.hookspecs import hookimpl
+from bench.importers.authors import Mapping, read_checkpoint
+from bench.importers.layouts import RESCNN, SIMCNN
 from bench.modular.candidates import CandidateScorer
 from bench.modular.ensemble import ClassModules
 from bench.modular.evolution import Evolution, SearchSettings
@@ -29,11 +31,12 @@ from bench.modular.genetic import Breeding
 from bench.modular.importance import importance_orders, kernel_importance
 from bench.modular.kernel_groups import GeneLayout
 from bench.modular.masking import maskable_units
-from bench.modular.published import IMAGENET_NORM, load_weights, published_keep
+from bench.modular.published import IMAGENET_NORM, published_keep
 from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
 from bench.protocol.modules import ModuleSet
 
 SEARCH = {"stage": "modularize"}
+PUBLISHED_LAYOUTS = {"simcnn": SIMCNN, "rescnn": RESCNN}  # CNNSplitter's key names, as the importers know them
 
 
 @dataclass
@@ -123,7 +126,7 @@ class CNNSplitter(Method):
         """The standard model as it is (or the published folder's trained model): nothing is trained."""
         if ctx.hparams.published:
             _check_published_cell(ctx)
-            return TrainedModel(load_weights(Path(ctx.hparams.published), ctx.model))
+            return TrainedModel(_published_weights(Path(ctx.hparams.published), ctx.model, ctx.spec.name))
         if ctx.start_model is None:
             raise BenchError("cnnsplitter starts from the standard model, and this runner did not hand it over")
         return TrainedModel(ctx.start_model())
@@ -144,14 +147,6 @@ class CNNSplitter(Method):
         """One extracted module per class, voting with its own-class logit."""
         keeps = self._class_keeps(ctx, trained.model, modules, classes)
         return ClassModules([extract(trained.model, keep) for keep in keeps], classes, ctx.num_classes)
-
-    def size_forms(self, ctx: StageContext, trained: TrainedModel, modules: ModuleSet,
-                   classes: Sequence[int]) -> dict[str, nn.Module]:
-        """Other forms of a task's model to measure: 'merged', its modules' kernels as one network
-        (a kernel shared by several modules counted once)."""
-        keeps = self._class_keeps(ctx, trained.model, modules, classes)
-        union = {name: torch.stack([keep[name] for keep in keeps]).any(0) for name in keeps[0]}
-        return {"merged": extract(trained.model, union)}
 
     @staticmethod
     def _class_keeps(ctx: StageContext, model: nn.Module, modules: ModuleSet,
@@ -175,6 +170,18 @@ def _check_published_cell(ctx: TrainContext) -> None:
                                                                 strict=True)):
         raise UsageError(f"published CNNSplitter models expect ImageNet-normalised images; {ctx.data.name} is "
                          f"normalised with mean {ctx.data.mean} here (add norm=imagenet to the data set)")
+
+
+def _published_weights(folder: Path, model: nn.Module, model_name: str) -> nn.Module:
+    """``model`` with the weights of the folder's ``entire_model.pth`` (read with ``weights_only``)."""
+    path = folder / "entire_model.pth"
+    mapping = Mapping(PUBLISHED_LAYOUTS[model_name].key_map(model, modular=False), model)
+    mapping.rename(read_checkpoint(path))
+    problems = mapping.problems()
+    if problems:
+        raise UsageError(f"{path} does not fit this cell's {model_name}: {'; '.join(problems)}")
+    model.load_state_dict(mapping.tensors)
+    return model
 
 
 @hookimpl

@@ -1,10 +1,11 @@
 """CNNSplitter's published modules, read safely into the zoo's no-BN SimCNN and ResCNN.
 
 A published folder (``simcnn_cifar10``, ``rescnn_svhn``, ...) holds ``entire_model.pth`` (the
-trained model's state dict: ``conv_<i>`` / ``conv_<i>.0`` convs, ``fc_<i>`` / ``classifier.2``
-linears), ``kernel_importance/avg_L1.pkl`` (nested list [class][conv layer][kernel] of floats) and
+trained model's state dict, in the layout ``bench.importers`` maps onto the zoo),
+``kernel_importance/avg_L1.pkl`` (nested list [class][conv layer][kernel] of floats) and
 ``ga/gen_<G>_exp_<c>_pop.pkl`` (class c's population, a 0/1 numpy array, one row a chromosome).
-The generation and the row per class that the authors chose come from their configs (``CHOSEN``).
+The generation and the row per class that the authors chose come from their configs (``CHOSEN``);
+``published_keep`` decodes those chromosomes into the modules' kept kernels.
 
 The pickles are untrusted: ``read_pickle`` admits only what those files need (lists, floats and
 plain numpy arrays), so a payload that would run code fails to load and never runs; every file is
@@ -14,7 +15,6 @@ checked for shapes and ranges, and any problem is one line naming the file.
 from __future__ import annotations
 
 import pickle
-import re
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ NUMPY_ARRAY_GLOBALS = {
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
 }
-CONV_KEY = re.compile(r"conv_(\d+)(?:\.0)?\.(weight|bias)")
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -86,56 +85,6 @@ def chosen(folder: Path, model_name: str) -> tuple[int, tuple[int, ...]]:
     if not name.startswith(f"{model_name}_"):
         raise UsageError(f"{folder} holds {name.split('_')[0]} modules; this cell's model is {model_name}")
     return CHOSEN[name]
-
-
-def load_weights(folder: Path, model: nn.Module) -> nn.Module:
-    """``model`` (the zoo's no-BN SimCNN or ResCNN) with ``entire_model.pth``'s weights; returns it."""
-    path = folder / "entire_model.pth"
-    try:
-        published = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BenchError(f"{path}: missing (a published folder holds entire_model.pth)") from None
-    except Exception as exc:
-        raise BenchError(f"{path}: not a state dict of tensors ({exc})") from None
-    if not isinstance(published, dict) or not all(isinstance(v, torch.Tensor) for v in published.values()):
-        raise BenchError(f"{path}: not a state dict of tensors")
-    state = _zoo_state(published, model, path)
-    expected = model.state_dict()
-    for key, tensor in state.items():
-        if key not in expected or tensor.shape != expected[key].shape:
-            want = tuple(expected[key].shape) if key in expected else "no such parameter"
-            raise BenchError(f"{path}: {key} has shape {tuple(tensor.shape)}, this cell's model has {want} "
-                             "(published modules fit simcnn:bn=false / rescnn:bn=false at width 1, 10 classes)")
-    missing = sorted(set(expected) - set(state))
-    if missing:
-        raise BenchError(f"{path}: nothing for {', '.join(missing[:3])} (published models have no BN: "
-                         "use simcnn:bn=false or rescnn:bn=false)")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-    return model
-
-
-def _zoo_state(published: dict[str, torch.Tensor], model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
-    """The published keys renamed: ``conv_<i>[.0]`` -> the i-th conv unit, other layers -> classifier Linears."""
-    convs = [name for name, unit in units(model) if isinstance(unit, ConvUnit)]
-    linears = [f"classifier.{i}" for i, layer in enumerate(model.classifier) if isinstance(layer, nn.Linear)]
-    others = sorted({k.rsplit(".", 1)[0] for k in published if not CONV_KEY.fullmatch(k)},
-                    key=lambda prefix: int(re.findall(r"\d+", prefix)[-1]) if re.search(r"\d", prefix) else -1)
-    if len(others) != len(linears):
-        raise BenchError(f"{path}: {len(others)} linear layers ({', '.join(others)}); this cell's model has "
-                         f"{len(linears)}")
-    rename = dict(zip(others, linears, strict=True))
-    state = {}
-    for key, tensor in published.items():
-        match = CONV_KEY.fullmatch(key)
-        if match:
-            index = int(match.group(1))
-            if index >= len(convs):
-                raise BenchError(f"{path}: {key} names conv {index}; this cell's model has {len(convs)} convs")
-            state[f"{convs[index]}.conv.{match.group(2)}"] = tensor
-        else:
-            prefix, kind = key.rsplit(".", 1)
-            state[f"{rename[prefix]}.{kind}"] = tensor
-    return state
 
 
 def published_keep(folder: Path, model: nn.Module, model_name: str, num_classes: int) -> dict[str, torch.Tensor]:

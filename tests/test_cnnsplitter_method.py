@@ -1,0 +1,35 @@
+"""CNNSplitter end to end through the runner, on a tiny grid with a scaled-down search."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.errors import UsageError
+from bench.pipeline.runner import run_grid
+from methods.cnnsplitter import CNNSplitterHparams
+
+TINY_SEARCH = ("cnnsplitter.population=4", "cnnsplitter.generations=2", "cnnsplitter.parents=2",
+               "cnnsplitter.elites=1", "cnnsplitter.beam_min=4", "cnnsplitter.active_min=0.8",
+               "cnnsplitter.active_max=1.0")
+
+
+def test_cnnsplitter_runs_from_the_standard_model_and_records_both_reuse_forms(tiny_grid):
+    records = run_grid(tiny_grid(methods="standard,cnnsplitter", sets=TINY_SEARCH, tasks=((0, 1), (1, 2, 3))))
+    by_method = {r["method"]: r for r in records}
+    assert all(r["error"] is None for r in records)
+    splitter, standard = by_method["cnnsplitter"], by_method["standard"]
+    assert splitter["model_metrics"]["test_acc"] == standard["model_metrics"]["test_acc"]  # the same model
+    figures = splitter["modularization"]["method_metrics"]
+    assert figures["candidates_per_second"] > 0 and figures["generations"] == 2
+    assert figures["candidates"] == 3 * 4 * 4  # 3 evaluations of 4 solutions for each of 4 classes
+    for task in splitter["tasks"]:
+        assert task["retention_sum"] >= task["retention"]
+        assert 0 <= task["module_acc_before_finetune"] <= 1 and 0 <= task["module_acc"] <= 1
+        assert task["flops_merged"] > 0 and task["params_merged"] > 0  # the modules' union, besides their sum
+
+
+def test_search_settings_are_checked_in_one_line():
+    with pytest.raises(UsageError, match="elites"):
+        CNNSplitterHparams(population=10, elites=10)
+    with pytest.raises(UsageError, match="beam_max"):
+        CNNSplitterHparams(beam_min=10, beam_max=5)
