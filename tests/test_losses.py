@@ -6,6 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.models.cnn import simcnn
+from bench.models.vit import vit_s
+from bench.modular.masking import attach_generators, current_masks
 from bench.modular.similarity import mask_similarities, unit_rate
 from methods.mwt import cohesion_coupling_loss
 from methods.nemo import contrastive_mask_loss
@@ -102,3 +105,61 @@ def test_mask_similarities_match_the_per_layer_products_for_mixed_widths():
 def test_unit_rate_is_the_mean_over_layers_of_open_fractions():
     masks = [torch.tensor([[0.0, 0.5], [0.2, 0.0]]), torch.tensor([[0.1, 0.0, 0.0], [0.0, 0.0, 0.0]])]
     assert unit_rate(masks).item() == pytest.approx((2 / 4 + 1 / 6) / 2)
+
+
+def _per_layer_losses(masks: list[torch.Tensor], labels: torch.Tensor, tau: float) -> dict[str, float]:
+    """MwT's and NeMo's losses and the unit rate, one layer at a time, straight from their definitions."""
+    same = labels[:, None] == labels[None, :]
+    upper = torch.ones_like(same).triu(diagonal=1)
+    pos, neg = (same & upper).float(), (~same & upper).float()
+    terms: dict[str, list[torch.Tensor]] = {"cohesion": [], "coupling": [], "contrastive": [], "rate": []}
+    for mask in masks:
+        z = F.normalize(mask.detach().double(), dim=1)
+        s = z @ z.T
+        terms["cohesion"].append(1 - (s * pos).sum() / pos.sum().clamp(min=1))
+        terms["coupling"].append((s * neg).sum() / neg.sum().clamp(min=1))
+        p = torch.exp(s * same / tau).sum(dim=1)
+        n = torch.exp(s * ~same / tau).sum(dim=1)
+        terms["contrastive"].append(-torch.log((p + 1e-8) / (p + n + 1e-8)).mean())
+        terms["rate"].append((mask > 0).double().mean())
+    return {k: float(torch.stack(v).mean()) for k, v in terms.items()}
+
+
+@pytest.mark.parametrize("build", [lambda: simcnn(10, width=0.125), lambda: vit_s(10, width=0.25, depth=3)],
+                         ids=["simcnn", "vit_s"])
+def test_losses_of_a_masked_forward_pass_equal_the_per_layer_definitions(build):
+    torch.manual_seed(0)
+    model = attach_generators(build())
+    labels = torch.tensor([0, 1, 1, 2, 0, 2, 1, 0])
+    model(torch.randn(8, 3, 32, 32))
+    masks = current_masks(model)
+    expected = _per_layer_losses(masks, labels, 0.2)
+    cohesion, coupling = cohesion_coupling_loss(masks, labels)
+    got = {"cohesion": cohesion, "coupling": coupling, "contrastive": contrastive_mask_loss(masks, labels, 0.2),
+           "rate": unit_rate(masks)}
+    assert {k: float(v.detach()) for k, v in got.items()} == pytest.approx(expected, rel=1e-5)
+
+
+def test_generators_and_losses_run_in_float32_under_autocast():
+    torch.manual_seed(0)
+    model = attach_generators(vit_s(10, width=0.25, depth=3))
+    x, labels = torch.randn(6, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2])
+    model(x)
+    full = [m.detach() for m in current_masks(model)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+        masks = [m.detach() for m in current_masks(model)]
+        loss = contrastive_mask_loss(masks, labels, 0.2)
+    assert all(m.dtype == torch.float32 for m in masks) and loss.dtype == torch.float32
+    assert mask_similarities(masks).dtype == torch.float32
+    # bfloat16 layer outputs feed the generators, which compute in float32: masks stay close
+    assert max(float((m - f).abs().max()) for m, f in zip(masks, full, strict=True)) < 0.05
+
+
+def test_a_generator_computes_its_definition():
+    torch.manual_seed(0)
+    unit = attach_generators(simcnn(10, width=0.125)).features[1]
+    x = torch.randn(3, unit.conv.in_channels, 8, 8)
+    g = unit.generator
+    expected = F.relu(torch.tanh(g.fc2(F.relu(g.fc1(x.mean(dim=(2, 3)))))))
+    assert g(x).equal(expected)

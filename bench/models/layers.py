@@ -45,8 +45,8 @@ class ConvUnit(nn.Module):
         if self.bn is not None:
             y = self.bn(y)
         if self.generator is not None:
-            self.mask = self.generator(x)  # (batch, out_channels)
-            y = y * self.mask[:, :, None, None]
+            self.mask = self.generator(x)  # (batch, out_channels), in the generator's dtype
+            y = y * self.mask.to(y.dtype)[:, :, None, None]
         return F.relu(y) if self.relu else y
 
     def activity(self, output: torch.Tensor) -> torch.Tensor:
@@ -72,8 +72,9 @@ class LinearUnit(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(x)
         if self.generator is not None:
-            self.mask = self.generator(x)  # (batch, out_features)
-            y = y * (self.mask[:, None, :] if y.dim() == 3 else self.mask)
+            self.mask = self.generator(x)  # (batch, out_features), in the generator's dtype
+            mask = self.mask.to(y.dtype)
+            y = y * (mask[:, None, :] if y.dim() == 3 else mask)
         return y
 
     def activity(self, output: torch.Tensor) -> torch.Tensor:

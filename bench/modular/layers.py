@@ -16,14 +16,8 @@ from torch import nn
 
 from bench.models.layers import ConvUnit
 from bench.models.vit import ViT
+from bench.modular.autocast import compute_dtype
 from bench.modular.slicing import copy_parameter
-
-
-def compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """The dtype a matmul reading ``t`` runs in: autocast's on ``t``'s device when it is on, else ``t``'s."""
-    if t.is_floating_point() and torch.is_autocast_enabled(t.device.type):
-        return torch.get_autocast_dtype(t.device.type)
-    return t.dtype
 
 
 def added_at(x: torch.Tensor, dim: int, index: torch.Tensor, source: torch.Tensor) -> torch.Tensor:

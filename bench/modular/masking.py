@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.models.layers import ConvUnit, LinearUnit, units
+from bench.modular.autocast import without_autocast
+from bench.modular.similarity import MaskList
 
 # (hidden-halving threshold, first layer has a bias) per unit kind, as in the authors' code:
 # MwT's conv generators halve from 128 outputs and have no first bias, NeMo's neuron generators
@@ -39,8 +41,13 @@ class MaskGenerator(nn.Module):
                 nn.init.constant_(fc.bias, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = x.mean(dim=(2, 3)) if x.dim() == 4 else x.mean(dim=1) if x.dim() == 3 else x
-        return F.relu(torch.tanh(self.fc2(F.relu(self.fc1(pooled)))))  # (batch, out_features)
+        # In the weights' dtype, outside autocast: the masks feed the mask losses, the two small
+        # products cost nothing, and no weight or gradient is cast at every step.
+        dtype = self.fc1.weight.dtype
+        with without_autocast(x.device.type):
+            dims = (2, 3) if x.dim() == 4 else 1 if x.dim() == 3 else None
+            pooled = x.to(dtype) if dims is None else x.mean(dim=dims, dtype=dtype)  # (batch, in_features)
+            return F.relu(torch.tanh(self.fc2(F.relu(self.fc1(pooled)))))  # (batch, out_features)
 
 
 class FixedMask(nn.Module):
@@ -110,6 +117,6 @@ def generator_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.
     return [p for p in params if id(p) not in gen_ids], [p for p in params if id(p) in gen_ids]
 
 
-def current_masks(model: nn.Module) -> list[torch.Tensor]:
+def current_masks(model: nn.Module) -> MaskList:
     """The masks of the last forward pass, one (batch, units) tensor per masked unit, in order."""
-    return [u.mask for _, u in maskable_units(model) if u.generator is not None and u.mask is not None]
+    return MaskList(u.mask for _, u in maskable_units(model) if u.generator is not None and u.mask is not None)
