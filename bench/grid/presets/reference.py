@@ -105,6 +105,7 @@ def model_kind(model: ModelSpec, model_args: dict[str, Any]) -> str:
 
 
 def _lookup(table: dict[tuple[str | None, str | None], float], model: str, dataset: str) -> float | None:
+    """The value for (model, dataset), else for the model on any data set, else the default; None without."""
     for key in ((model, dataset), (model, None), (None, None)):
         if key in table:
             return table[key]
