@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models.layers import ConvUnit, LinearUnit, units
+from bench.models.layers import ConvUnit, LinearUnit, Residual, units
+from bench.models.vit import Attention
 from bench.modular.autocast import without_autocast
 from bench.modular.similarity import MaskList
 
@@ -39,15 +40,65 @@ class MaskGenerator(nn.Module):
             nn.init.kaiming_normal_(fc.weight)
             if fc.bias is not None:
                 nn.init.constant_(fc.bias, 1.0)
+        self.shared: tuple[SharedInput, int] | None = None  # (group, slot) when it shares its input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # In the weights' dtype, outside autocast: the masks feed the mask losses, the two small
-        # products cost nothing, and no weight or gradient is cast at every step.
-        dtype = self.fc1.weight.dtype
-        with without_autocast(x.device.type):
-            dims = (2, 3) if x.dim() == 4 else 1 if x.dim() == 3 else None
-            pooled = x.to(dtype) if dims is None else x.mean(dim=dims, dtype=dtype)  # (batch, in_features)
-            return F.relu(torch.tanh(self.fc2(F.relu(self.fc1(pooled)))))  # (batch, out_features)
+        if self.shared is not None:
+            group, slot = self.shared
+            return group.mask(slot, x)
+        return joint_masks([self], x)[0]
+
+
+def _pooled(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, features): ``x`` averaged over space (batch, c, h, w) or tokens (batch, tokens, c), in ``dtype``."""
+    dims = (2, 3) if x.dim() == 4 else 1 if x.dim() == 3 else None
+    return x.to(dtype) if dims is None else x.mean(dim=dims, dtype=dtype)
+
+
+def joint_masks(generators: list[MaskGenerator], x: torch.Tensor) -> list[torch.Tensor]:
+    """The masks of generators of equal shape that read the same ``x``, in one pass.
+
+    One pooling, one product for the first layers (weights side by side) and one batched product
+    for the second: a group of n generators costs the kernels of one. In the weights' dtype,
+    outside autocast: the masks feed the mask losses, the small products cost nothing, and no
+    weight or gradient is cast at every step.
+    """
+    first, n = generators[0], len(generators)
+    with without_autocast(x.device.type):
+        pooled = _pooled(x, first.fc1.weight.dtype)  # (batch, in_features)
+        if n == 1:
+            return [F.relu(torch.tanh(first.fc2(F.relu(first.fc1(pooled)))))]  # (batch, out_features)
+        w1 = torch.cat([g.fc1.weight for g in generators])  # (n * hidden, in_features)
+        b1 = torch.cat([g.fc1.bias for g in generators]) if first.fc1.bias is not None else None
+        hidden = F.relu(F.linear(pooled, w1, b1)).view(len(pooled), n, -1).permute(1, 2, 0)  # (n, hidden, batch)
+        w2 = torch.stack([g.fc2.weight for g in generators])  # (n, out_features, hidden)
+        b2 = torch.stack([g.fc2.bias for g in generators])[:, :, None]  # (n, out_features, 1)
+        # masks transposed, so that each generator's weight gradient comes out contiguous
+        masks = F.relu(torch.tanh(torch.baddbmm(b2, w2, hidden)))  # (n, out_features, batch)
+        return list(masks.transpose(1, 2).unbind(0))  # n x (batch, out_features)
+
+
+class SharedInput:
+    """Generators of units that read the same tensor (ViT q/k/v; a ResNet block's first conv and its
+    shortcut), computed together by ``joint_masks`` at the first member's call.
+
+    Each member then takes its mask once; the group keeps no reference after the last one. Not a
+    module: the generators stay where they are, with their own parameters and state-dict keys.
+    """
+
+    def __init__(self, generators: list[MaskGenerator]) -> None:
+        self.generators = generators
+        self._input: torch.Tensor | None = None
+        self._masks: list[torch.Tensor | None] = []
+
+    def mask(self, slot: int, x: torch.Tensor) -> torch.Tensor:
+        """Member ``slot``'s mask for ``x``."""
+        if x is not self._input or self._masks[slot] is None:
+            self._input, self._masks = x, joint_masks(self.generators, x)
+        mask, self._masks[slot] = self._masks[slot], None
+        if all(m is None for m in self._masks):
+            self._input = None
+        return mask
 
 
 class FixedMask(nn.Module):
@@ -87,10 +138,35 @@ def new_generator(unit: ConvUnit | LinearUnit) -> MaskGenerator:
 
 
 def attach_generators(model: nn.Module) -> nn.Module:
-    """Give every maskable unit of ``model`` a fresh ``MaskGenerator``; returns ``model``."""
+    """Give every maskable unit of ``model`` a fresh ``MaskGenerator``; returns ``model``.
+
+    Generators of units that read the same input and have equal shapes are grouped (``SharedInput``).
+    """
     for _, unit in maskable_units(model):
         unit.generator = new_generator(unit)
+    for siblings in sibling_units(model):
+        generators = [u.generator for u in siblings]
+        if all(isinstance(g, MaskGenerator) for g in generators) and len({_shape(g) for g in generators}) == 1:
+            group = SharedInput(generators)
+            for slot, g in enumerate(generators):
+                g.shared = (group, slot)
     return model
+
+
+def sibling_units(model: nn.Module) -> list[list[ConvUnit | LinearUnit]]:
+    """Units of the zoo's models that read the same tensor: attention's q, k, v; a residual block's
+    first body unit and its shortcut."""
+    groups: list[list[ConvUnit | LinearUnit]] = []
+    for m in model.modules():
+        if isinstance(m, Attention):
+            groups.append([m.q, m.k, m.v])
+        elif isinstance(m, Residual) and m.shortcut is not None and isinstance(m.body[0], ConvUnit):
+            groups.append([m.body[0], m.shortcut])
+    return groups
+
+
+def _shape(g: MaskGenerator) -> tuple:
+    return g.fc1.weight.shape, g.fc1.bias is not None, g.fc2.weight.shape
 
 
 def fix_masks(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
