@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from bench.errors import BenchError, UsageError
+from bench.grid.options import click_options
 
 FORMATS = ("table", "md", "csv", "json", "html", "latex")
 
@@ -64,39 +65,11 @@ def cli() -> None:
     """
 
 
-def _csv(values: tuple[str, ...] | str | None) -> tuple[str, ...]:
-    if values is None:
-        return ()
-    text = ",".join(values) if isinstance(values, tuple) else values
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
 @cli.command()
-@click.option("--methods", help="Methods, comma separated (default: standard,mwt,nemo).")
-@click.option("--models", multiple=True, help="Models with arguments, e.g. vgg16:width=0.25,vit_s:depth=4 "
-              "(default: simcnn:width=0.25 and vit_s:depth=4,width=0.25).")
-@click.option("--datasets", multiple=True, help="Data sets (default: digits).")
-@click.option("--seeds", help="Seeds, comma separated (default: 0).")
-@click.option("--tasks", multiple=True, help="Target classes of one sub-task, repeatable: --tasks 0,1 --tasks 2,3,4.")
-@click.option("--thresholds", help="Module thresholds, comma separated (default: 0.9).")
-@click.option("--preset", type=click.Choice(["smoke", "paper"]), help="Training recipes (default: smoke).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe value (epochs=30) or a method hyperparameter (mwt.alpha=0.5).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with these options.")
-@click.option("--out", type=click.Path(path_type=Path), help="Runs directory (default: runs).")
-@click.option("--data-root", type=click.Path(path_type=Path), help="Where CIFAR/SVHN files live.")
-@click.option("--download", is_flag=True, help="Download missing data sets (when the network allows).")
-@click.option("--device", help="auto, cpu, cuda or cuda:N (default: auto).")
-@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), help="Where cells run (default: local).")
-@click.option("--ray-address", help="Join this Ray cluster (executor ray).")
-@click.option("--slurm-partition", help="Slurm partition (executor slurm).")
-@click.option("--plugins-dir", type=click.Path(path_type=Path), help="Also load plugins from the .py files here.")
-@click.option("--quiet", is_flag=True, help="No progress bars, warnings only.")
-def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...], seeds: str | None,
-        tasks: tuple[str, ...], thresholds: str | None, preset: str | None, sets: tuple[str, ...],
-        config_file: Path | None, out: Path | None, data_root: Path | None, download: bool, device: str | None,
-        executor: str | None, ray_address: str | None, slurm_partition: str | None, plugins_dir: Path | None,
-        quiet: bool) -> int:
+@click_options
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="Read options from a TOML file (keys as the options, e.g. methods = [\"mwt\"]; [set] table).")
+def run(config_file: Path | None, **given: Any) -> int:
     """Train, modularize and reuse every cell of a grid, then print the comparison.
 
     \b
@@ -107,33 +80,62 @@ def run(methods: str | None, models: tuple[str, ...], datasets: tuple[str, ...],
       bench run
       bench run --methods nemo,mwt --models vgg16,vit --preset smoke
       bench run --methods mwt --models resnet18:width=0.25 --tasks 0,1 --set mwt.beta=1.0
+      bench run --methods nemo --set nemo.alpha=0.5,1.0,1.5 --tasks 0,1   # a sweep: three cells
       bench run --preset paper --datasets cifar10 --data-root ~/data --device cuda
     """
     from bench.grid.config import grid_from_options, read_config_file
+    from bench.grid.options import merge_options
 
     config = read_config_file(config_file) if config_file else {}
-    grid = grid_from_options({
-        "methods": _csv(methods), "models": models, "datasets": datasets, "seeds": _csv(seeds), "tasks": tasks,
-        "thresholds": _csv(thresholds), "preset": preset, "set": sets, "out": out, "data_root": data_root,
-        "download": download, "device": device, "plugins_dir": plugins_dir, "quiet": quiet,
-    }, config)
-    executor = executor or config.get("executor", "local")
-    options = {"ray": {"address": ray_address}, "slurm": {"partition": slurm_partition}}.get(executor, {})
+    values = merge_options(given, config)
+    grid = grid_from_options(values)
+    if values["log"]:
+        enable_loggers(values["log"])
+    if values["dry_run"]:
+        from bench.pipeline.plan import print_plan
+
+        print_plan(grid)
+        return 0
+    options = {"ray": {"address": values["ray_address"]}, "slurm": {"partition": values["slurm_partition"]}}
     from rich.console import Console
 
     from bench.pipeline.runner import run_grid
-    from bench.report.tables import rich_table, summarize, task_rows
 
-    records = run_grid(grid, executor, Console(stderr=True), {k: v for k, v in options.items() if v})
+    executor = values["executor"]
+    records = run_grid(grid, executor, Console(stderr=True),
+                       {k: v for k, v in options.get(executor, {}).items() if v}, values["retry_failed"])
     if records:
-        console = Console(width=None if sys.stdout.isatty() else 140)
-        console.print(rich_table(summarize(task_rows(records)), title=f"modbench, {grid.preset} preset"))
+        print_summary(records, f"modbench, {grid.preset} preset")
     failed = [r for r in records if r.get("error")]
     if failed:
         click.echo(f"{len(failed)} of {len(records)} records failed; see their 'error' field (bench show RUN)",
                    err=True)
         return 1
     return 0
+
+
+LOGGERS = ("tensorboard",)
+
+
+def enable_loggers(names: tuple[str, ...]) -> None:
+    """Switch on the named logger plugins for this run (``--log tensorboard``)."""
+    import os
+
+    chosen = [n.strip() for n in ",".join(names).split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in LOGGERS]
+    if unknown:
+        raise UsageError(f"unknown logger '{unknown[0]}' (choose {', '.join(LOGGERS)})")
+    os.environ["MODBENCH_LOG"] = ",".join(chosen)
+
+
+def print_summary(records: list[dict[str, Any]], title: str) -> None:
+    """The comparison table of the records just written, on standard output."""
+    from rich.console import Console
+
+    from bench.report.tables import rich_table, summarize, task_rows
+
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    console.print(rich_table(summarize(task_rows(records)), title=title))
 
 
 @cli.command()

@@ -28,3 +28,9 @@ class CorruptArtifact(BenchError):
     """A stored file (checkpoint, masks) failed its checksum or could not be read."""
 
     exit_code = 1
+
+
+class StageMissing(BenchError):
+    """A stage that a read-only command (show, export) needs is missing or damaged; it never recomputes."""
+
+    exit_code = 1

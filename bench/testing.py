@@ -37,7 +37,7 @@ from bench.hookspecs import hookimpl
 from bench.modular.extract import extract
 from bench.modular.masking import maskable_units
 from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
-from bench.protocol.modules import ModuleSet
+from bench.protocol.modules import ModuleSet, unit_kind
 from bench.refs import Ref, parse_refs
 
 TINY_DATASET = "synthetic:size=256,classes=4,test_size=64"
@@ -145,8 +145,8 @@ class DummyMethod(Method):
         named = maskable_units(trained.model)
         sizes = [unit.num_units for _, unit in named]
         row = torch.cat([torch.arange(size) < (size + 1) // 2 for size in sizes])  # (units,) bool
-        unit = "kernel" if ctx.family == "cnn" else "neuron"
-        return ModuleSet(unit, [name for name, _ in named], sizes, row.expand(ctx.num_classes, -1).clone())
+        return ModuleSet(unit_kind(ctx.family), [name for name, _ in named], sizes,
+                         row.expand(ctx.num_classes, -1).clone())
 
     def compose(self, ctx: StageContext, trained: TrainedModel, modules: ModuleSet,
                 classes: Sequence[int]) -> nn.Module:

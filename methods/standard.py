@@ -22,7 +22,6 @@ class Standard(Method):
 
     name = "standard"
     description = "plain training; every class's module is the whole model (the baseline)"
-    unit = "model"
     finetune = False
 
     def train(self, ctx: TrainContext) -> TrainedModel:
@@ -32,7 +31,7 @@ class Standard(Method):
 
     def modularize(self, ctx: StageContext, trained: TrainedModel) -> ModuleSet:
         """Every class keeps every unit."""
-        return ModuleSet.whole(ctx.activity(), ctx.num_classes, "kernel" if ctx.family == "cnn" else "neuron")
+        return ModuleSet.whole(ctx.activity(), ctx.num_classes, ctx.family)
 
     def compose(self, ctx: StageContext, trained: TrainedModel, modules: ModuleSet,
                 classes: Sequence[int]) -> nn.Module:

@@ -148,7 +148,7 @@ def test_class_id_out_of_range(bench, tmp_path):
     ("epoch=3", "unknown setting 'epoch'; did you mean 'epochs'?"),
     ("epochs=many", "bad value for epochs: 'many' is not an int"),
     ("lr=-1", "must be a finite, positive number"),
-    ("optimizer=adam", "bad value for optimizer: 'adam' (choose sgd or adamw)"),
+    ("optimizer=adam", "bad value for optimizer: 'adam' (choose sgd, adamw)"),
     ("mwt.alpah=1", "method mwt has no setting 'alpah'; did you mean 'alpha'?"),
     ("mwt.alpha=big", "bad value for alpha: 'big' is not a float"),
     ("nemo.tau=0.1", "method 'nemo' is not part of this run"),
@@ -263,7 +263,7 @@ def test_config_unknown_key(bench, tmp_path):
 
 
 def test_show_a_run(bench, finished):
-    (path,) = finished.glob("*/*/dummy/*/t0.9/record.json")
+    (path,) = finished.glob("*/*/dummy/*/t0.9/r*/record.json")
     run_id = str(path.parent.relative_to(finished))
     for target in ([path], [path.parent], [run_id, "--runs", finished]):
         result = bench("show", *target)

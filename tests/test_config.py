@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UsageError
-from bench.grid.config import coerce_fields, parse_csv, parse_overrides, parse_task, read_config_file
+from bench.grid.config import parse_csv, parse_task, read_config_file
+from bench.grid.settings import coerce_fields, parse_overrides
 from bench.protocol.recipe import RECIPE_FIELDS, Recipe
 from bench.refs import Ref, parse_refs, parse_value
 
@@ -80,12 +81,17 @@ def test_parse_value(raw, value):
 def test_parse_task():
     assert parse_task("0,1") == (0, 1)
     assert parse_task(" 2, 3 ,4 ") == (2, 3, 4)
-    assert parse_task("7") == (7,)
+    assert parse_task("7", one_class=True) == (7,)
+
+
+def test_a_one_class_task_is_refused_unless_asked_for():
+    with pytest.raises(UsageError, match="has one class, so any module scores 100%.*--one-class-tasks"):
+        parse_task("7")
 
 
 @pytest.mark.parametrize("text, message", [
-    ("0,x", "bad task '0,x'"), ("", "at least one class"), (",", "at least one class"), ("1,1", "names a class twice"),
-    ("0.5", "bad task"),
+    ("0,x", "bad task '0,x'"), ("", "at least two class"), (",", "at least two class"), ("1,1", "names a class twice"),
+    ("0.5", "bad task"), ("0,-1", "cannot be negative"),
 ])
 def test_bad_tasks(text, message):
     with pytest.raises(UsageError, match=message) as err:
@@ -98,6 +104,8 @@ def test_parse_csv():
     assert parse_csv("0.5,0.9", float, "thresholds") == (0.5, 0.9)
     with pytest.raises(UsageError, match="bad seeds 'a': expected int values"):
         parse_csv("a", int, "seeds")
+    with pytest.raises(UsageError, match="--seeds is empty"):
+        parse_csv(" , ", int, "seeds")
 
 
 # ----------------------------------------------------------------------------- --set

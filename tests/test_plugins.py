@@ -115,8 +115,8 @@ def load_mini(root=None, download=False, val_fraction=0.1, **options) -> DataBun
 
 
 def test_hook_register_datasets():
-    from bench.pipeline.cell import Session
     from bench.pipeline.progress import Bars
+    from bench.pipeline.workspace import Workspace
 
     class Plugin:
         @hookimpl
@@ -130,12 +130,12 @@ def test_hook_register_datasets():
         grid = canonical_grid(make_tiny_grid(Path("runs"), datasets="tiny3"), state)
         assert grid.datasets == (Ref("mini"),)
         with Bars(quiet=True) as bars:
-            session = Session(grid, state, torch.device("cpu"), bars)
-            task = session.data(Ref("mini"), 0.1).task((2, 0))
+            workspace = Workspace(grid, state, torch.device("cpu"), bars)
+            task = workspace.data(Ref("mini"), 0.1).task((2, 0))
         assert task.num_classes == 2 and task.class_names == ["c", "a"]
         assert sorted(set(task.test.y.tolist())) == [0, 1]
         with pytest.raises(UsageError, match="class id 5 is out of range for mini"):
-            session.data(Ref("mini"), 0.1).task((0, 5))
+            workspace.data(Ref("mini"), 0.1).task((0, 5))
 
 
 def test_hook_register_commands(monkeypatch):
@@ -190,8 +190,10 @@ def test_hook_on_run_event(observed):
     for _, run, _ in observer.events:
         run = dict(run)
         directory = run.pop("directory")
+        settings = run.pop("settings")
         assert run == {"method": "standard", "model": "simcnn:width=0.125", "dataset": str(Ref(
-            "synthetic", (("classes", 4), ("size", 256), ("test_size", 64)))), "seed": 0}
+            "synthetic", (("classes", 4), ("size", 256), ("test_size", 64)))), "seed": 0, "out": str(out)}
+        assert settings["epochs"] == "1" and settings["batch_size"] == "32"  # the cell's --set values
         assert records[0]["run_id"].startswith(str(Path(directory).relative_to(out)))
     _, _, epoch = observer.events[0]
     assert epoch["epoch"] == 1 and "loss" in epoch and "val_acc" in epoch
@@ -440,7 +442,7 @@ def test_load_plugins_env_filters_installed_plugins(fake_entry_points, monkeypat
     monkeypatch.setenv("MODBENCH_LOAD_PLUGINS", setting)
     state = plugins.get_plugins()
     assert sorted(n for n in state.origins if state.origins[n] != "built-in") == loaded
-    assert sorted(set(state.methods) - {"standard", "mwt", "nemo"}) == loaded
+    assert sorted(n for n in state.methods if state.methods.owner[n] not in plugins.DEFAULT_PLUGINS) == loaded
     assert all(state.origins[n] == "entry point of unknown distribution" for n in loaded)
 
 

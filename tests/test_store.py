@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.errors import CorruptArtifact
-from bench.pipeline import store
+from bench.pipeline import layout, store
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -127,9 +127,11 @@ def test_key_of_is_stable_and_order_independent():
 
 
 def test_layout_helpers(tmp_path: Path):
-    assert store.threshold_dir(tmp_path, 0.9) == tmp_path / "t0.9"
-    assert store.threshold_dir(tmp_path, 0.5) == tmp_path / "t0.5"
-    assert store.threshold_dir(tmp_path, 1.0) == tmp_path / "t1"
+    assert layout.threshold_dir(tmp_path, 0.9) == tmp_path / "t0.9"
+    assert layout.threshold_dir(tmp_path, 0.5) == tmp_path / "t0.5"
+    assert layout.threshold_dir(tmp_path, 1.0) == tmp_path / "t1.0"
+    assert layout.threshold_dir(tmp_path, 0.9000001) != layout.threshold_dir(tmp_path, 0.9)  # exact names
+    assert layout.task_file(tmp_path, (2, 3)) == tmp_path / "2-3.json"
     assert store.classes_label((0, 1, 2)) == "0-1-2"
     assert store.classes_label([7]) == "7"
 

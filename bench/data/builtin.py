@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,22 @@ class DatasetSpec:
     description: str
     load: Callable[..., DataBundle]  # load(root: Path | None, download: bool, val_fraction: float, **kwargs)
     aliases: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)  # accepted options and their defaults (None: required)
+
+    def canonical_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` checked against ``options``, with values equal to their default left out.
+
+        ``synthetic:size=2000`` and ``synthetic`` name the same data, so they share one cache key.
+        """
+        unknown = sorted(set(args) - set(self.options))
+        if unknown:
+            takes = ", ".join(self.options) or "none"
+            raise UsageError(f"dataset '{self.name}' takes no option {', '.join(unknown)} (it takes: {takes})")
+        missing = [k for k, v in self.options.items() if v is None and k not in args]
+        if missing:
+            raise UsageError(f"dataset '{self.name}' needs option {', '.join(missing)} "
+                             f"(e.g. {self.name}:{missing[0]}=...)")
+        return {k: v for k, v in args.items() if v != self.options[k]}
 
 
 def default_data_root() -> Path:
@@ -223,7 +239,7 @@ BUILTIN_DATASETS = (
     DatasetSpec("digits", 10, "scikit-learn's 8x8 handwritten digits upscaled to 32x32 (offline)", load_digits),
     DatasetSpec(
         "synthetic", 10, "deterministic learnable class patterns plus noise, for tests (options: "
-        "size, classes, test_size, seed)", load_synthetic
+        "size, classes, test_size, seed)", load_synthetic, options=dict(SYNTHETIC_DEFAULTS),
     ),
     DatasetSpec("cifar10", 10, "CIFAR-10 via torchvision", load_cifar10),
     DatasetSpec("cifar100", 100, "CIFAR-100 with its 100 fine classes, via torchvision", load_cifar100),
@@ -233,9 +249,9 @@ BUILTIN_DATASETS = (
     ),
     DatasetSpec("svhn", 10, "Street View House Numbers (train / test) via torchvision", load_svhn),
     DatasetSpec("folder", None, "your images: ImageFolder train/ and test/ under path=DIR, resized to 32x32 "
-                "(options: path, augment)", load_folder),
+                "(options: path, augment)", load_folder, options={"path": None, "augment": "none"}),
     DatasetSpec("npz", None, "your arrays: x_train, y_train, x_test, y_test of path=FILE.npz, resized to 32x32 "
-                "(options: path, augment)", load_npz),
+                "(options: path, augment)", load_npz, options={"path": None, "augment": "none"}),
 )
 
 

@@ -1,127 +1,22 @@
-"""What a run is made of: the grid the user asked for and the parsed pieces of the command line.
+"""What a run is made of: the grid the user asked for, its cells, and the parsing of its options.
 
-Parsing is strict and early: a bad model argument, class id or ``--set`` key stops the run
-before anything is trained, with one line that says what was wrong.
+Parsing is strict and early: a bad model argument, class id, seed, threshold or ``--set`` key stops
+the run before anything is trained, with one line that says what was wrong.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError
-from bench.protocol.recipe import RECIPE_FIELDS
-from bench.refs import Args, Ref, _format, parse_refs, parse_value
+from bench.grid.options import CONFIG_KEYS
+from bench.grid.settings import Overrides, parse_overrides, suggest
+from bench.refs import Ref, parse_refs
 
-
-def parse_task(text: str) -> tuple[int, ...]:
-    """'0,1' -> (0, 1): the target classes of one sub-task."""
-    try:
-        classes = tuple(int(c) for c in text.split(",") if c.strip())
-    except ValueError:
-        raise UsageError(f"bad task '{text}': give class ids separated by commas, e.g. --tasks 0,1") from None
-    if not classes:
-        raise UsageError("a task needs at least one class id, e.g. --tasks 0,1")
-    if len(set(classes)) != len(classes):
-        raise UsageError(f"task '{text}' names a class twice")
-    return classes
-
-
-def parse_csv(text: str, cast: type, what: str) -> tuple:
-    """'0,1,2' -> (0, 1, 2) with a one-line error naming ``what``."""
-    try:
-        return tuple(cast(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UsageError(f"bad {what} '{text}': expected {cast.__name__} values separated by commas") from None
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """``--set`` values: recipe fields (``epochs=30``) and method hyperparameters (``mwt.alpha=0.5``)."""
-
-    recipe: Args = ()
-    methods: tuple[tuple[str, Args], ...] = ()
-
-    def for_method(self, name: str) -> dict[str, Any]:
-        """Raw hyperparameter values given for method ``name``."""
-        return dict(dict(self.methods).get(name, ()))
-
-
-def parse_overrides(items: list[str] | tuple[str, ...]) -> Overrides:
-    """Split ``--set key=value`` items into recipe and per-method values (values still raw)."""
-    recipe: dict[str, Any] = {}
-    methods: dict[str, dict[str, Any]] = {}
-    for item in items:
-        if "=" not in item:
-            raise UsageError(f"bad --set '{item}': write key=value, e.g. --set epochs=30 or --set mwt.alpha=0.5")
-        key, value = (s.strip() for s in item.split("=", 1))
-        if "." in key:
-            method, name = key.split(".", 1)
-            methods.setdefault(method, {})[name] = parse_value(value)
-        elif key in RECIPE_FIELDS:
-            recipe[key] = parse_value(value)
-        else:
-            raise UsageError(f"unknown setting '{key}'{_suggest(key, RECIPE_FIELDS)} (settings: "
-                             f"{', '.join(RECIPE_FIELDS)}; method values as method.key)")
-    return Overrides(tuple(sorted(recipe.items())),
-                     tuple(sorted((m, tuple(sorted(v.items()))) for m, v in methods.items())))
-
-
-def _suggest(name: str, choices: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def coerce_fields(target: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
-    """Check ``values`` against the fields of dataclass ``target`` and convert them to the fields' types.
-
-    ``owner`` names the thing being configured in error messages ('recipe', 'method mwt').
-    """
-    known = {f.name: f for f in dataclasses.fields(target)}
-    converted = {}
-    for key, value in values.items():
-        if key not in known:
-            raise UsageError(f"{owner} has no setting '{key}'{_suggest(key, list(known))} "
-                             f"(it has: {', '.join(known)})")
-        converted[key] = _convert(value, _field_type(known[key]), key)
-    return converted
-
-
-def _field_type(f: dataclasses.Field) -> str:
-    hint = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    return hint.replace(" ", "")
-
-
-def _convert(value: Any, hint: str, key: str) -> Any:
-    base = hint.replace("|None", "").replace("None|", "")
-    if (value is None or value == "none") and "None" in hint:
-        return None
-    wrong = UsageError(f"bad value for {key}: '{value}' is not {'an' if base == 'int' else 'a'} {base}")
-    if base == "bool":
-        if not isinstance(value, bool):
-            raise wrong
-        return value
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong
-        return value
-    if base == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise wrong
-        return float(value)
-    if base == "str":
-        return str(value)
-    return value
-
-
-DEFAULT_METHODS = ("standard", "mwt", "nemo")
-DEFAULT_MODELS = ("simcnn:width=0.25", "vit_s:depth=4,width=0.25")
-DEFAULT_TASKS = ("0,1", "2,3,4")
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -132,7 +27,7 @@ class GridConfig:
     models: tuple[Ref, ...]
     datasets: tuple[Ref, ...]
     seeds: tuple[int, ...] = (0,)
-    tasks: tuple[tuple[int, ...], ...] = ((0, 1),)
+    tasks: tuple[tuple[int, ...], ...] = ((0, 1), (2, 3, 4))
     thresholds: tuple[float, ...] = (0.9,)
     preset: str = "smoke"
     overrides: Overrides = field(default_factory=Overrides)
@@ -146,19 +41,55 @@ class GridConfig:
 
 @dataclass(frozen=True)
 class CellConfig:
-    """One grid cell (method x model x dataset x seed) with the run-wide options: ``run_cell``'s input."""
+    """One grid cell (method x model x dataset x seed x setting variant): ``run_cell``'s input.
+
+    ``overrides`` are this cell's own ``--set`` values (one variant of a sweep, restricted to the
+    recipe and this method); ``record`` is False for a dependency trained only for others.
+    """
 
     method: str
     model: Ref
     dataset: Ref
     seed: int
     grid: GridConfig
-    record: bool = True  # False for a dependency trained only for others (a DeiT teacher)
+    overrides: Overrides = field(default_factory=Overrides)
+    record: bool = True
 
     @property
     def label(self) -> str:
-        """'nemo / vit_s:depth=4 / digits / seed 0'."""
-        return f"{self.method} / {self.model} / {self.dataset} / seed {self.seed}"
+        """'nemo / vit_s:depth=4 / digits / seed 0 / nemo.alpha=0.5' (the swept values, if any)."""
+        swept = {label for label, _ in self.grid.overrides.axes()}
+        values = " ".join(f"{k}={v}" for k, v in self.overrides.labels().items() if k in swept)
+        return f"{self.method} / {self.model} / {self.dataset} / seed {self.seed}" + (f" / {values}" if values else "")
+
+
+def parse_task(text: str, one_class: bool = False) -> tuple[int, ...]:
+    """'0,1' -> (0, 1): the target classes of one sub-task (two or more unless ``one_class``)."""
+    try:
+        classes = tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise UsageError(f"bad task '{text}': give class ids separated by commas, e.g. --tasks 0,1") from None
+    if not classes:
+        raise UsageError("a task needs at least two class ids, e.g. --tasks 0,1")
+    if len(set(classes)) != len(classes):
+        raise UsageError(f"task '{text}' names a class twice")
+    if any(c < 0 for c in classes):
+        raise UsageError(f"task '{text}': class ids cannot be negative")
+    if len(classes) == 1 and not one_class:
+        raise UsageError(f"task '{text}' has one class, so any module scores 100% on it; give two or more "
+                         "classes, or pass --one-class-tasks to run it anyway")
+    return classes
+
+
+def parse_csv(text: str, cast: type, what: str) -> tuple:
+    """'0,1,2' -> (0, 1, 2) with a one-line error naming ``what``; empty lists are refused."""
+    try:
+        values = tuple(dict.fromkeys(cast(v) for v in text.split(",") if v.strip()))
+    except ValueError:
+        raise UsageError(f"bad {what} '{text}': expected {cast.__name__} values separated by commas") from None
+    if not values:
+        raise UsageError(f"--{what} is empty: give at least one value")
+    return values
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -168,70 +99,55 @@ def read_config_file(path: Path) -> dict[str, Any]:
             config = tomllib.load(fh)
     except FileNotFoundError:
         raise UsageError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"config file {path} is a folder") from None
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
     unknown = [key for key in config if key not in CONFIG_KEYS]
     if unknown:
-        raise UsageError(f"config file {path}: unknown option '{unknown[0]}'{_suggest(unknown[0], CONFIG_KEYS)} "
+        raise UsageError(f"config file {path}: unknown option '{unknown[0]}'{suggest(unknown[0], CONFIG_KEYS)} "
                          f"(options: {', '.join(CONFIG_KEYS)})")
     return config
 
 
-CONFIG_KEYS = ("methods", "models", "datasets", "seeds", "tasks", "thresholds", "preset", "set", "out",
-               "data_root", "download", "device", "executor", "plugins_dir", "quiet")
-
-
-def flatten_settings(table: dict[str, Any], prefix: str = "") -> list[str]:
-    """A TOML ``[set]`` table as ``key=value`` items; nested tables are methods (``[set.mwt] alpha = 0.5``)."""
-    items = []
-    for key, value in table.items():
-        if isinstance(value, dict):
-            items.extend(flatten_settings(value, f"{prefix}{key}."))
-        else:
-            items.append(f"{prefix}{key}={_format(value)}")
-    return items
-
-
-def _listed(given: tuple[str, ...], config: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """Command-line values, else the config file's (a list or a comma-separated string), else ``default``."""
-    if given:
-        return tuple(given)
-    if key not in config:
-        return default
-    value = config[key]
-    if not isinstance(value, list):
-        return tuple(v.strip() for v in str(value).split(",") if v.strip())
-    return tuple(",".join(str(c) for c in v) if isinstance(v, list) else str(v) for v in value)
-
-
-def grid_from_options(options: dict[str, Any], config: dict[str, Any]) -> GridConfig:
-    """The grid of ``bench run``: command-line ``options`` first, then the ``--config`` file, then defaults.
-
-    List options arrive as tuples of strings (empty when not given), the others as None when not given.
-    """
-    def scalar(key: str, default: Any) -> Any:
-        return options[key] if options.get(key) not in (None, False) else config.get(key, default)
-
-    def path(key: str) -> Path | None:
-        value = scalar(key, None)
-        return Path(value) if value is not None else None
-
+def grid_from_options(values: dict[str, Any]) -> GridConfig:
+    """The grid of ``bench run`` from merged option values (``bench.grid.options.merge_options``)."""
+    methods = tuple(m.strip() for m in ",".join(values["methods"]).split(",") if m.strip())
+    if not methods:
+        raise UsageError("--methods is empty: give at least one method (bench list methods)")
+    seeds = parse_csv(",".join(values["seeds"]), int, "seeds")
+    bad_seed = next((s for s in seeds if not 0 <= s <= MAX_SEED), None)
+    if bad_seed is not None:
+        raise UsageError(f"seed {bad_seed} is out of range (0 to {MAX_SEED})")
+    thresholds = parse_csv(",".join(values["thresholds"]), float, "thresholds")
+    if any(not 0 < t <= 1 for t in thresholds):
+        raise UsageError(f"thresholds must be in (0, 1], got {', '.join(map(str, thresholds))}")
+    settings = list(values["set"])
+    settings += [f"{flag}=true" for flag in ("deterministic", "compile") if values[flag]]
     return GridConfig(
-        methods=_listed(options["methods"], config, "methods", DEFAULT_METHODS),
-        models=tuple(parse_refs(_listed(options["models"], config, "models", DEFAULT_MODELS))),
-        datasets=tuple(parse_refs(_listed(options["datasets"], config, "datasets", ("digits",)))),
-        seeds=parse_csv(",".join(_listed(options["seeds"], config, "seeds", ("0",))), int, "seeds"),
-        tasks=tuple(parse_task(t) for t in _listed(options["tasks"], config, "tasks", DEFAULT_TASKS)),
-        thresholds=parse_csv(",".join(_listed(options["thresholds"], config, "thresholds", ("0.9",))), float,
-                             "thresholds"),
-        preset=scalar("preset", "smoke"),
-        overrides=parse_overrides(options["set"] or tuple(flatten_settings(config.get("set", {})))),
-        out=path("out") or Path("runs"),
-        data_root=path("data_root"),
-        download=bool(scalar("download", False)),
-        device=scalar("device", "auto"),
-        plugins_dir=path("plugins_dir"),
-        quiet=bool(scalar("quiet", False)),
+        methods=methods,
+        models=_refs(values["models"], "models"),
+        datasets=_refs(values["datasets"], "datasets"),
+        seeds=seeds,
+        tasks=tuple(dict.fromkeys(parse_task(t, values["one_class_tasks"]) for t in values["tasks"])),
+        thresholds=thresholds,
+        preset=values["preset"],
+        overrides=parse_overrides(settings),
+        out=values["out"],
+        data_root=values["data_root"],
+        download=values["download"],
+        device=values["device"],
+        plugins_dir=values["plugins_dir"],
+        quiet=values["quiet"],
     )
+
+
+def _refs(items: tuple[str, ...], what: str) -> tuple[Ref, ...]:
+    refs = tuple(dict.fromkeys(parse_refs(items)))
+    if not refs:
+        raise UsageError(f"--{what} is empty: give at least one (bench list {what})")
+    return refs

@@ -1,13 +1,15 @@
 """Executors for more than one machine: Ray tasks and Slurm job arrays (through submitit).
 
-Both run each cell with ``run_cell_here`` in a fresh worker process, in two waves (the standard
-models and teachers every other cell depends on, then the rest), skip cells whose records exist
-without error, and let the store's locks and caches sort out cells that share a stage.
+Both share one wave loop (``WaveExecutor``): each cell runs with ``run_cell_here`` in a fresh
+worker process, in two waves (the standard models and other dependencies, then the rest), cells
+whose records exist and verify are skipped, and the store's locks and caches sort out cells that
+share a stage.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,90 +21,115 @@ log = logging.getLogger("bench")
 
 def run_cell_here(cell: CellConfig) -> list[dict[str, Any]]:
     """Run one cell in this process (what a Ray task or a Slurm job executes)."""
-    import torch
-
-    from bench.pipeline.cell import Session
-    from bench.pipeline.env import resolve_device
+    from bench.pipeline.cell import CellRunner
+    from bench.pipeline.env import prepare_process, resolve_device
     from bench.pipeline.progress import Bars
+    from bench.pipeline.workspace import Workspace
     from bench.plugins.manager import get_plugins
 
-    torch.set_flush_denormal(True)
-    session = Session(cell.grid, get_plugins(cell.grid.plugins_dir), resolve_device(cell.grid.device),
-                      Bars(quiet=True))
-    return session.run_cell(cell)
+    workspace = Workspace(cell.grid, get_plugins(cell.grid.plugins_dir), resolve_device(cell.grid.device),
+                          Bars(quiet=True))
+    runner = CellRunner(workspace)
+    prepare_process(runner.resolve(cell).recipe.deterministic)
+    return runner.run(cell)
 
 
 def waves(cells: list[CellConfig]) -> list[list[CellConfig]]:
     """Dependencies (standard models, teachers) first, then every other cell."""
-    first = [c for c in cells if c.method == "standard"]
-    rest = [c for c in cells if c.method != "standard"]
+    first = [c for c in cells if c.method == "standard" or not c.record]
+    rest = [c for c in cells if c not in first]
     return [w for w in (first, rest) if w]
 
 
-def pending(cells: list[CellConfig], session: Any) -> tuple[list[CellConfig], list[dict[str, Any]]]:
-    """Cells still to run, and the records of those already finished."""
-    todo, done = [], []
-    for cell in cells:
-        records = session.finished(cell)
-        if records is None:
-            todo.append(cell)
-        else:
-            done.extend(records)
-    return todo, done
+class WaveExecutor:
+    """Runs the waves one after the other; a subclass submits one wave's cells and gathers their records."""
+
+    name = ""
+
+    def run(self, cells: list[CellConfig], runner: Any) -> list[dict[str, Any]]:
+        """Submit the cells wave by wave, skipping finished ones, and gather every record."""
+        self.start(runner)
+        records: list[dict[str, Any]] = []
+        for wave in waves(cells):
+            todo = []
+            for cell in wave:
+                done = runner.finished(cell)
+                if done is None:
+                    todo.append(cell)
+                else:
+                    records.extend(done)
+            log.info("%s: %d cells submitted, %d already done", self.name, len(todo), len(wave) - len(todo))
+            if todo:
+                records.extend(self.submit(todo))
+        return records
+
+    def start(self, runner: Any) -> None:
+        """Connect to the cluster (the runner says which device the cells use)."""
+
+    def submit(self, cells: list[CellConfig]) -> list[dict[str, Any]]:
+        """Run ``cells`` on the cluster and return their records."""
+        raise NotImplementedError
 
 
-class RayExecutor:
+class RayExecutor(WaveExecutor):
     """Each cell a Ray task (one GPU each when the run uses CUDA); ``address`` joins a cluster."""
+
+    name = "ray"
 
     def __init__(self, address: str | None = None) -> None:
         self.address = address
+        self._task: Any = None
 
-    def run(self, cells: list[CellConfig], session: Any) -> list[dict[str, Any]]:
-        """Submit the cells wave by wave and gather their records."""
+    def start(self, runner: Any) -> None:
+        """Start (or join) Ray and declare the cell task."""
         try:
             import ray
         except ImportError:
             raise UsageError("--executor ray needs Ray: pip install 'modbench[ray]'") from None
         ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
-        gpus = 1 if session.device.type == "cuda" else 0
-        task = ray.remote(num_gpus=gpus)(run_cell_here)
-        records: list[dict[str, Any]] = []
-        for wave in waves(cells):
-            todo, done = pending(wave, session)
-            records.extend(done)
-            log.info("ray: %d cells submitted, %d already done", len(todo), len(done))
-            for result in ray.get([task.remote(cell) for cell in todo]):
-                records.extend(result)
-        return records
+        gpus = 1 if runner.ws.device.type == "cuda" else 0
+        self._task = ray.remote(num_gpus=gpus)(run_cell_here)
+
+    def submit(self, cells: list[CellConfig]) -> list[dict[str, Any]]:
+        """One Ray task per cell, gathered."""
+        import ray
+
+        return [record for result in ray.get([self._task.remote(cell) for cell in cells]) for record in result]
 
 
-class SlurmExecutor:
-    """Each wave a Slurm job array submitted with submitit (``partition``; logs under runs/.slurm)."""
+class SlurmExecutor(WaveExecutor):
+    """Each wave a Slurm job array submitted with submitit (``partition``; logs under runs/.slurm).
+
+    ``cluster`` is submitit's cluster name; by default it must be Slurm (``sbatch`` on the PATH):
+    a machine without Slurm is told so instead of quietly running the jobs here.
+    """
+
+    name = "slurm"
 
     def __init__(self, partition: str | None = None, cluster: str | None = None, timeout_min: int = 24 * 60) -> None:
         self.partition = partition
         self.cluster = cluster
         self.timeout_min = timeout_min
+        self._executor: Any = None
 
-    def run(self, cells: list[CellConfig], session: Any) -> list[dict[str, Any]]:
-        """Submit each wave as a job array and wait for it."""
+    def start(self, runner: Any) -> None:
+        """Set up the submitit executor."""
         try:
             import submitit
         except ImportError:
             raise UsageError("--executor slurm needs submitit: pip install 'modbench[slurm]'") from None
-        folder = Path(session.grid.out) / ".slurm"
-        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        if self.cluster is None and shutil.which("sbatch") is None:
+            raise UsageError("--executor slurm: Slurm is not available here (no sbatch on the PATH); "
+                             "use --executor local or run on a Slurm login node")
+        folder = Path(runner.ws.out) / ".slurm"
+        self._executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
         parameters: dict[str, Any] = {"timeout_min": self.timeout_min}
-        if executor.cluster == "slurm":
+        if self._executor.cluster == "slurm":
             parameters["slurm_partition"] = self.partition
-            parameters["gpus_per_node"] = 1 if session.device.type == "cuda" else 0
-        executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
-        records: list[dict[str, Any]] = []
-        for wave in waves(cells):
-            todo, done = pending(wave, session)
-            records.extend(done)
-            jobs = executor.map_array(run_cell_here, todo) if todo else []
-            log.info("slurm: %d jobs submitted (%s), %d cells already done", len(jobs), folder, len(done))
-            for job in jobs:
-                records.extend(job.result())
-        return records
+            parameters["gpus_per_node"] = 1 if runner.ws.device.type == "cuda" else 0
+        self._executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+
+    def submit(self, cells: list[CellConfig]) -> list[dict[str, Any]]:
+        """One job array for the wave; waits for it."""
+        jobs = self._executor.map_array(run_cell_here, cells)
+        return [record for job in jobs for record in job.result()]

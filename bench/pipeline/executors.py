@@ -1,4 +1,4 @@
-"""Executors: where the cells of a grid run. Each calls the same ``Session.run_cell``.
+"""Executors: where the cells of a grid run. Each calls the same ``CellRunner.run``.
 
 ``local`` runs cells in this process, one after another. ``ray`` makes each cell a Ray task with
 one GPU (``--ray-address`` joins a cluster); ``slurm`` submits a job array through submitit. Both
@@ -20,23 +20,24 @@ log = logging.getLogger("bench")
 class Executor(Protocol):
     """Runs cells and returns their records."""
 
-    def run(self, cells: list[CellConfig], session: Any) -> list[dict[str, Any]]:
-        """Run ``cells`` (dependencies first) and return every record written."""
+    def run(self, cells: list[CellConfig], runner: Any) -> list[dict[str, Any]]:
+        """Run ``cells`` (dependencies first) with a ``CellRunner`` and return every record written."""
         ...
 
 
 class LocalExecutor:
     """In process, sequential: the default, and the one that shows progress bars."""
 
-    def run(self, cells: list[CellConfig], session: Any) -> list[dict[str, Any]]:
+    def run(self, cells: list[CellConfig], runner: Any) -> list[dict[str, Any]]:
         """Run the cells one by one with a grid-level progress bar."""
         records: list[dict[str, Any]] = []
-        session.bars.start("grid", "grid", len(cells))
+        bars = runner.ws.bars
+        bars.start("grid", "grid", len(cells))
         for cell in cells:
-            session.bars.describe("grid", f"grid: {cell.label}")
-            records.extend(session.run_cell(cell))
-            session.bars.advance("grid")
-        session.bars.describe("grid", "grid")
+            bars.describe("grid", f"grid: {cell.label}")
+            records.extend(runner.run(cell))
+            bars.advance("grid")
+        bars.describe("grid", "grid")
         return records
 
 

@@ -94,6 +94,14 @@ def count_linear_params(model: nn.Module) -> int:
     return sum(p.numel() for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters(recurse=False))
 
 
+def _baddbmm_flops(inputs: list, outputs: list) -> int:
+    """``input + batch1 @ batch2`` (how a batched Linear may be traced on a GPU): the product's multiply-adds."""
+    from fvcore.nn.jit_handles import get_shape
+
+    batch, rows, inner = get_shape(inputs[1])
+    return batch * rows * inner * get_shape(inputs[2])[-1]
+
+
 def _sdpa_flops(inputs: list, outputs: list) -> int:
     from fvcore.nn.jit_handles import get_shape
 
@@ -120,6 +128,7 @@ def flops_by_operator(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32
         x = torch.zeros(input_shape, device=reference.device, dtype=reference.dtype)
         analysis = FlopCountAnalysis(model, x)
         analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_flops)
+        analysis.set_op_handle("aten::baddbmm", _baddbmm_flops)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         counts = {op: int(n) for op, n in analysis.by_operator().items()}
         missed = [op for op in analysis.unsupported_ops() if any(m in op for m in COMPUTE_OP_MARKERS)]

@@ -1,36 +1,32 @@
 """The run directory: where each stage's results live, written atomically and read back safely.
 
-Layout (one directory per trained model, keyed by a hash of everything that determines it)::
-
-    runs/<dataset>/<model>/<method>/<train-key>/
-        model.pt  train.json                     # train stage (train.json carries model.pt's sha256)
-        metrics.json                             # the trained model's accuracy, size, FLOPs
-        tasks/standard-<classes>.json            # standard model's accuracy on a task (standard cells)
-        t<threshold>/modules.pt  modules.json    # modularize stage
-        t<threshold>/tasks/<classes>-<key>.json  # reuse stage, one per task
-        t<threshold>/record.json                 # the cell's record for this threshold
-
-A stage is complete when its JSON exists and the checksum of its tensor file matches; anything
-else (missing, truncated, corrupt) is recomputed, never silently used.
+Every stage goes through one helper, ``cached(path, key, compute, restore)``: take the directory's
+lock, read the stage's JSON, check its key and its tensor file's checksum, restore the result, or
+compute it and write both files atomically. A stage is complete only when both verify; anything
+else (missing, truncated, corrupt, stale) is recomputed, never silently used. The layout of a run
+directory is in ``bench.pipeline.layout``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from filelock import FileLock
 
-from bench.errors import CorruptArtifact
+from bench.errors import CorruptArtifact, StageMissing
+
+T = TypeVar("T")
 
 log = logging.getLogger("bench")
 
@@ -77,14 +73,14 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
-def read_json(path: Path) -> dict | None:
-    """The JSON object at ``path``, or None when it is missing or unreadable (logged)."""
+def read_json(path: Path) -> Any | None:
+    """The JSON value at ``path``, or None when it is missing or unreadable (logged)."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        log.warning("ignoring unreadable %s (%s); it will be recomputed", path, exc)
+        log.warning("ignoring unreadable %s (%s)", path, exc)
         return None
 
 
@@ -116,19 +112,77 @@ def load_tensors(path: Path, sha256: str | None, map_location: str | torch.devic
 
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory`` (parallel executors computing the same stage wait)."""
+    """Hold an exclusive lock on ``directory`` (processes computing the same stage wait for each other).
+
+    ``filelock`` works on Linux, macOS and Windows; the lock file is ``.lock`` in the directory.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with FileLock(directory / ".lock"):
+        yield
+
+
+@dataclass
+class Stored:
+    """What a stage keeps on disk: plain values (JSON) and, optionally, tensors (a checksummed file).
+
+    ``sha256`` is the tensor file's checksum, set by ``cached`` once the file is written or verified.
+    """
+
+    info: dict[str, Any]
+    tensors: Any = None
+    sha256: str | None = None
+
+
+def cached(path: Path, key: str, compute: Callable[[], Stored], restore: Callable[[Stored], T], *,
+           map_location: str | torch.device = "cpu", read_only: bool = False, rebuild: str = "bench run") -> T:
+    """A stage's result: ``restore(stored)`` of what ``path`` holds when its key and checksum verify,
+    else of what ``compute()`` returns, after it has been written atomically.
+
+    ``path`` is the stage's JSON file; its tensors live beside it with the suffix ``.pt``. Restoring
+    after computing too means a run always uses what the store holds. ``restore`` may raise
+    ``CorruptArtifact``, ``RuntimeError`` or ``KeyError`` when the files do not fit, which
+    recomputes. With ``read_only`` nothing is computed or written: a missing or damaged stage
+    raises ``StageMissing`` naming the file and the command (``rebuild``) that recomputes it.
+    """
+    if read_only:
+        stored = _read_stored(path, key, map_location)
+        if stored is None:
+            raise StageMissing(f"{path} is missing, damaged or out of date; `{rebuild}` recomputes it")
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            return restore(stored)
+        except (CorruptArtifact, RuntimeError, KeyError) as exc:
+            raise StageMissing(f"{path} cannot be used ({exc}); `{rebuild}` recomputes it") from None
+    with locked(path.parent):
+        stored = _read_stored(path, key, map_location)
+        if stored is not None:
+            try:
+                return restore(stored)
+            except (CorruptArtifact, RuntimeError, KeyError) as exc:
+                log.warning("%s cannot be used (%s); computing it again", path, exc)
+        stored = compute()
+        entry: dict[str, Any] = {"key": key, "sha256": None, "info": stored.info}
+        if stored.tensors is not None:
+            stored.sha256 = entry["sha256"] = save_tensors(path.with_suffix(".pt"), stored.tensors)
+        write_json(path, entry)
+        return restore(stored)
 
 
-def threshold_dir(train_dir: Path, threshold: float) -> Path:
-    """Directory of one module threshold inside a trained model's directory."""
-    return train_dir / f"t{threshold:g}"
+def _read_stored(path: Path, key: str, map_location: str | torch.device) -> Stored | None:
+    """The stage stored at ``path`` when its key matches and its tensor file verifies, else None (logged)."""
+    entry = read_json(path)
+    if not isinstance(entry, dict) or not isinstance(entry.get("info"), dict):
+        return None
+    if entry.get("key") != key:
+        log.info("%s was computed with other settings; computing it again", path)
+        return None
+    if entry.get("sha256") is None:
+        return Stored(entry["info"])
+    try:
+        tensors = load_tensors(path.with_suffix(".pt"), entry["sha256"], map_location)
+    except CorruptArtifact as exc:
+        log.warning("%s; computing it again", exc)
+        return None
+    return Stored(entry["info"], tensors, entry["sha256"])
 
 
 def classes_label(classes: tuple[int, ...] | list[int]) -> str:

@@ -30,7 +30,8 @@ class Schedule:
     """Optimizer settings of one ``fit``: epochs, base learning rate and schedule shape.
 
     ``horizon`` stretches a cosine schedule beyond the epochs run (the MwT/NeMo authors fine-tune
-    modules with a cosine of twice the fine-tuning epochs).
+    modules with a cosine of twice the fine-tuning epochs); ``lr_setting`` names the recipe value
+    that sets ``lr`` (what a divergence message advises to lower).
     """
 
     epochs: int
@@ -38,6 +39,7 @@ class Schedule:
     kind: str = "cosine"
     warmup_epochs: int = 0
     horizon: float = 1.0
+    lr_setting: str = "lr"
 
 
 def make_optimizer(recipe: Recipe, groups: list[dict], lr: float) -> torch.optim.Optimizer:
@@ -111,13 +113,15 @@ def fit(
     loss_fn: Callable = cross_entropy_loss,
     groups: list[dict] | None = None,
     select_best: bool = False,
+    precision: str = "fp32",
     on_batch: Callable[[], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place; returns one metrics dict per epoch.
 
     With ``select_best`` the weights of the epoch with the best validation accuracy are restored
-    at the end (model selection on the validation split, never the test set).
+    at the end (model selection on the validation split, never the test set). ``precision``
+    'bf16' runs the forward pass under bfloat16 autocast (on a CPU too).
     """
     device = next(model.parameters()).device
     groups = groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
@@ -132,7 +136,7 @@ def fit(
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         for x, y in train:
-            with autocast(device, recipe.resolved_precision(device.type)):
+            with autocast(device, precision):
                 loss, logs = loss_fn(model, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -145,8 +149,9 @@ def fit(
                 on_batch()
         row = {"epoch": epoch + 1, **{k: float(v) / max(steps, 1) for k, v in sums.items()}}
         if not math.isfinite(row.get("loss", 0.0)):
-            raise Diverged(f"training diverged: the loss is {row['loss']} at epoch {epoch + 1} "
-                           f"(try a smaller lr with --set lr=...)")
+            raise Diverged(f"training diverged: the loss is {row['loss']} at epoch {epoch + 1} (try a smaller "
+                           f"{schedule.lr_setting} with --set {schedule.lr_setting}=..., or smaller mask-loss "
+                           "weights of the method)")
         if val is not None:
             row["val_acc"] = accuracy(model, val)
             if select_best and (best is None or row["val_acc"] > best[0]):

@@ -158,9 +158,9 @@ class Method:
     """Base class of a modularization method; subclass it and register an instance.
 
     Class attributes: ``name`` (used on the command line), ``description`` (one line for
-    ``bench list``), ``families`` (model families supported), ``unit`` ('kernel', 'neuron' or
-    'model'), ``Hparams`` (a dataclass whose defaults are documented), ``finetune`` (whether reused
-    modules are fine-tuned; the standard model is reused as it is), ``starts_from`` (the name of a
+    ``bench list``), ``families`` (model families supported), ``Hparams`` (a dataclass whose
+    defaults are documented), ``finetune`` (whether reused modules are fine-tuned; the standard
+    model is reused as it is), ``starts_from`` (the name of a
     method whose trained model this one starts from, e.g. 'standard' for a post-training method;
     ``ctx.start_model()`` hands it over).
     """
@@ -168,7 +168,6 @@ class Method:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     families: ClassVar[tuple[str, ...]] = ("cnn", "vit")
-    unit: ClassVar[str] = "kernel"
     Hparams: ClassVar[type] = NoHparams
     finetune: ClassVar[bool] = True
     starts_from: ClassVar[str | None] = None

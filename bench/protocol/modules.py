@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,15 +26,15 @@ class ModuleSet:
 
     ``masks[c]`` is the module of class ``c``: a bool vector over all units, the layers' units
     concatenated in ``layers`` order with ``sizes``. ``unit`` says what a unit is ('kernel',
-    'neuron'); ``extra`` holds whatever else a method needs to rebuild its modules (tensors or
-    plain values only, so it stores and loads safely).
+    'neuron'); ``metrics`` holds method-specific numbers the runner records with the
+    modularization metrics (e.g. a search's candidates evaluated per second).
     """
 
     unit: str
     layers: list[str]
     sizes: list[int]
     masks: torch.Tensor  # (classes, units) bool
-    extra: dict | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def split(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
         """A (units,) vector cut into one tensor per layer name."""
@@ -51,15 +51,21 @@ class ModuleSet:
     def to_state(self) -> dict:
         """A dict of tensors and plain values (safe for ``torch.load(weights_only=True)``)."""
         return {"unit": self.unit, "layers": self.layers, "sizes": self.sizes, "masks": self.masks,
-                "extra": self.extra or {}}
+                "metrics": dict(self.metrics)}
 
     @classmethod
     def from_state(cls, state: dict) -> ModuleSet:
         """Inverse of ``to_state``."""
-        return cls(state["unit"], list(state["layers"]), list(state["sizes"]), state["masks"], state["extra"])
+        return cls(state["unit"], list(state["layers"]), list(state["sizes"]), state["masks"],
+                   dict(state.get("metrics", {})))
 
     @classmethod
-    def whole(cls, stats: ActivityStats, num_classes: int, unit: str) -> ModuleSet:
+    def whole(cls, stats: ActivityStats, num_classes: int, family: str) -> ModuleSet:
         """Every class's module is the whole model (the standard method's modularization)."""
         masks = torch.ones(num_classes, sum(stats.sizes), dtype=torch.bool)
-        return cls(unit, stats.layers, stats.sizes, masks)
+        return cls(unit_kind(family), stats.layers, stats.sizes, masks)
+
+
+def unit_kind(family: str) -> str:
+    """What a maskable unit is in a model family: 'kernel' (CNNs) or 'neuron' (ViTs)."""
+    return "kernel" if family == "cnn" else "neuron"

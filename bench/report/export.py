@@ -1,28 +1,33 @@
 """``bench export``: a reused module as a self-contained ``torch.export`` program.
 
-The module is rebuilt from the run's cached stages (trained model, module masks, fine-tuned
-weights) exactly as the record measured it, wrapped with the data set's normalisation, and saved
-with ``torch.export.save``: it takes float images in [0, 1], shape (batch, 3, 32, 32), and returns
-logits over the task's classes, in the order of ``--task``.
+The run is found from its record (its identity, recipe and hyperparameters as recorded), and the
+module is rebuilt from the run's stages read-only (trained model, module masks, fine-tuned
+weights, each checksum-verified): export never trains. A missing or damaged stage is reported
+with the command that rebuilds it. The module is wrapped with the data set's normalisation and
+saved with ``torch.export.save``: it takes float images in [0, 1], shape (batch, 3, 32, 32), and
+returns logits over the task's classes, in the order of ``--task``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from bench.errors import CorruptArtifact, UsageError
-from bench.grid.config import GridConfig, Overrides
+from bench.errors import StageMissing, UsageError
+from bench.grid.config import GridConfig
 from bench.grid.presets import recipe_for
-from bench.modular.head import attach_head
-from bench.pipeline import store
-from bench.pipeline.cell import Session
+from bench.grid.resolve import Resolved
+from bench.grid.settings import Overrides
+from bench.pipeline import layout
+from bench.pipeline.cell import CellRunner
 from bench.pipeline.progress import Bars
+from bench.pipeline.store import load_tensors
+from bench.pipeline.workspace import Workspace
 from bench.plugins.manager import get_plugins
+from bench.record import Record
 from bench.refs import Ref
 
 
@@ -39,64 +44,6 @@ class Normalized(nn.Module):
         return self.module((x - self.mean) / self.std)
 
 
-def _args(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(values.items()))
-
-
-def _grid_of(record: dict[str, Any], runs: Path) -> GridConfig:
-    """The grid that reproduces the record's cell: its preset plus the values that differed from it."""
-    plugins = get_plugins()
-    spec = plugins.models.get(record["model"])
-    base = dataclasses.asdict(recipe_for(record["preset"], record["method"], spec, record["model_args"],
-                                         record["dataset"]))
-    recipe = {k: v for k, v in record["recipe"].items() if base.get(k) != v}
-    method = plugins.methods.get(record["method"])
-    defaults = method.hparams(spec)
-    default_values = dataclasses.asdict(defaults) if dataclasses.is_dataclass(defaults) else {}
-    hparams = {k: v for k, v in record["hparams"].items() if default_values.get(k) != v}
-    return GridConfig(methods=(record["method"],), models=(Ref(record["model"], _args(record["model_args"])),),
-                      datasets=(Ref(record["dataset"], _args(record["dataset_args"])),), seeds=(record["seed"],),
-                      thresholds=(record["threshold"],), preset=record["preset"],
-                      overrides=Overrides(_args(recipe), ((record["method"], _args(hparams)),) if hparams else ()),
-                      out=runs, device="cpu", quiet=True)
-
-
-def export_module(record: dict[str, Any], classes: tuple[int, ...], out: Path, runs: Path) -> Path:
-    """Rebuild the reused module of ``record`` for ``classes`` and save it as a torch.export program."""
-    task = next((t for t in record.get("tasks") or [] if tuple(t["classes"]) == classes), None)
-    if task is None or "module_file" not in task:
-        done = ", ".join(",".join(map(str, t["classes"])) for t in record.get("tasks") or []) or "none"
-        raise UsageError(f"record {record['run_id']} has no module for task {','.join(map(str, classes))} "
-                         f"(tasks: {done})")
-    grid = _grid_of(record, runs)
-    session = Session(grid, get_plugins(), torch.device("cpu"), Bars(quiet=True))
-    r = session.resolve(record["method"], grid.models[0], grid.datasets[0], record["seed"])
-    directory = session.train_dir(r)
-    if not (directory / "train.json").exists():
-        raise UsageError(f"the trained model of {record['run_id']} is not in {runs} (run `bench run` again)")
-    trained = session.trained(r)
-    activity = session.activity_of(r, trained)
-    modules, _ = session.modules(r, trained, record["threshold"], activity)
-    ctx = session.stage_context(r, trained, record["threshold"], activity)
-    module = r.method.compose(ctx, trained.model, modules, classes)
-    if session.finetunes(r):
-        module = attach_head(module, ctx.num_classes, len(classes))
-    tasks_dir = store.threshold_dir(directory, record["threshold"]) / "tasks"
-    entry = store.read_json(tasks_dir / task["module_file"].replace(".pt", ".json")) or {}
-    try:
-        module.load_state_dict(store.load_tensors(tasks_dir / task["module_file"], entry.get("module_sha256")))
-    except CorruptArtifact as exc:
-        raise UsageError(f"{exc}; run `bench run` again to rebuild it") from None
-    if not session.finetunes(r):
-        module = _Columns(module, classes)
-    wrapped = Normalized(module.eval(), ctx.data.mean, ctx.data.std).eval()
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    program = torch.export.export(wrapped, (torch.rand(2, 3, 32, 32),), dynamic_shapes={"x": {0: batch}})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(out))
-    return out
-
-
 class _Columns(nn.Module):
     """The task's columns of a module that was reused without a head (the standard model)."""
 
@@ -107,3 +54,69 @@ class _Columns(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x).index_select(1, self.columns)
+
+
+def resolved_from(record: Record, runner: CellRunner) -> Resolved:
+    """The cell of ``record`` as it ran: its recorded recipe and hyperparameters, as settings over its preset,
+    with the precision it really ran in (so that a CUDA run's files are found from a CPU)."""
+    plugins = runner.ws.plugins
+    method = plugins.methods.get(record["method"])
+    spec = plugins.models.get(record["model"])
+    model = Ref(record["model"], tuple(sorted(record["model_args"].items())))
+    dataset = Ref(record["dataset"], tuple(sorted(record["dataset_args"].items())))
+    preset = dataclasses.asdict(recipe_for(record["preset"], method.name, spec, model.kwargs, dataset.name))
+    recipe = {k: v for k, v in record["recipe"].items() if k in preset and preset[k] != v}
+    recipe["precision"] = record["precision"]
+    defaults = runner.ws.resolver.cell(method.name, model, dataset, record["seed"], Overrides()).hparam_values
+    hparams = {k: v for k, v in record["hparams"].items() if k in defaults and defaults[k] != v}
+    overrides = Overrides(tuple(sorted(recipe.items())), ((method.name, tuple(sorted(hparams.items()))),))
+    return runner.ws.resolver.cell(method.name, model, dataset, record["seed"], overrides)
+
+
+def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Path) -> Path:
+    """Rebuild the reused module of ``record`` for ``classes`` and save it as a torch.export program."""
+    if record["error"]:
+        raise UsageError(f"record {record['run_id']} failed ({record['error']}); nothing to export")
+    if not any(tuple(t["classes"]) == classes for t in record["tasks"]):
+        done = ", ".join(",".join(map(str, t["classes"])) for t in record["tasks"]) or "none"
+        raise UsageError(f"record {record['run_id']} has no module for task {','.join(map(str, classes))} "
+                         f"(tasks: {done})")
+    grid = GridConfig(methods=(record["method"],), models=(), datasets=(), preset=record["preset"], out=runs,
+                      device="cpu", quiet=True)
+    runner = CellRunner(Workspace(grid, get_plugins(), torch.device("cpu"), Bars(quiet=True), read_only=True))
+    r = resolved_from(record, runner)
+    directory = runs / record["run_id"]
+    try:
+        trained = runner.train.run(r)
+        modules, _ = runner.modularize.run(r, trained, record["threshold"])
+        ctx = runner.modularize.context(r, trained, record["threshold"])
+        entry = runner.reuse.run(r, trained, modules, ctx, directory, classes, runner.evaluate.reference(r))
+        module = runner.reuse.module(r, trained, modules, ctx, classes)
+        weights = load_tensors(layout.task_file(directory, classes).with_suffix(".pt"), entry["module_sha256"])
+    except StageMissing as exc:
+        raise StageMissing(f"cannot export {record['run_id']}: {exc}") from None
+    module.load_state_dict(weights)
+    if not runner.reuse.finetunes(r):
+        module = _Columns(module, classes)
+    wrapped = Normalized(module.eval(), ctx.data.mean, ctx.data.std).eval()
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    program = torch.export.export(wrapped, (torch.rand(2, 3, 32, 32),), dynamic_shapes={"x": {0: batch}})
+    _save(program, out)
+    return out
+
+
+def _save(program: torch.export.ExportedProgram, out: Path) -> None:
+    """Save atomically: a failed write leaves no half file at ``out``."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'module.pt2'}")
+    from bench.pipeline.store import atomic_write
+
+    tmp = out.with_name(f".{out.name}.export")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.export.save(program, str(tmp))
+        atomic_write(out, tmp.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)

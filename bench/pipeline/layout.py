@@ -1,0 +1,49 @@
+"""Where each stage's files live in a runs directory.
+
+One directory per trained model, named by a hash of the settings that determine it; inside it,
+one folder per module threshold, and in that one folder per reuse configuration (fine-tuning
+and measuring settings), which holds the cell's record::
+
+    runs/<dataset>/<model>/<method>/<train-key>/
+        model.json  model.pt                      train stage (model.json carries model.pt's sha256)
+        metrics.json                              the trained model's accuracy, size, FLOPs
+        standard-<classes>.json                   a standard model's accuracy on a task
+        t<threshold>/modules-<key>.json  .pt      modularize stage (+ -search.pt: a search's checkpoint)
+        t<threshold>/r<key>/<classes>.json  .pt   reuse stage, one per task (module weights in .pt)
+        t<threshold>/r<key>/record.json           the cell's record
+
+Folder names hash *settings* only, so a record's place is known before anything is computed;
+each stage's JSON key also hashes the *contents* it was computed from (checksums), so a stage
+whose inputs changed is recomputed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.pipeline.store import classes_label
+
+
+def threshold_dir(train_dir: Path, threshold: float) -> Path:
+    """The folder of one module threshold: ``t0.9`` (exact: 0.9 and 0.9000001 never share one)."""
+    return train_dir / f"t{threshold!r}"
+
+
+def modules_file(train_dir: Path, threshold: float, settings: str) -> Path:
+    """The modularize stage's JSON file."""
+    return threshold_dir(train_dir, threshold) / f"modules-{settings}.json"
+
+
+def search_file(train_dir: Path, threshold: float, settings: str) -> Path:
+    """A long modularize stage's checkpoint (a search's last completed generation)."""
+    return threshold_dir(train_dir, threshold) / f"modules-{settings}-search.pt"
+
+
+def reuse_dir(train_dir: Path, threshold: float, settings: str) -> Path:
+    """The folder of one reuse configuration: its tasks and the record."""
+    return threshold_dir(train_dir, threshold) / f"r{settings}"
+
+
+def task_file(directory: Path, classes: tuple[int, ...]) -> Path:
+    """A task's reuse-stage JSON file inside a reuse folder."""
+    return directory / f"{classes_label(classes)}.json"

@@ -1,0 +1,91 @@
+"""The record stage: one ``record.json`` per cell and threshold, written atomically through ``bench.record``.
+
+A record never loses what an earlier run measured: tasks accumulate (a re-run with other
+``--tasks`` adds to the record), and a re-run that fails keeps the figures of a valid record,
+adding the failure as ``last_error``. Only a cell that never produced figures gets an error record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from pathlib import Path
+from typing import Any
+
+from bench.errors import CorruptArtifact
+from bench.grid.resolve import Resolved
+from bench.pipeline import store
+from bench.pipeline.stages.base import Stage
+from bench.record import RECORD_SCHEMA, Baseline, Record, config_key, read_record, to_json
+
+log = logging.getLogger("bench")
+TASK_PRIVATE = ("finetune_history", "module_sha256")  # kept in the task's own file, not in the record
+
+
+@dataclasses.dataclass
+class Figures:
+    """What a cell measured at one threshold (None where a failed run did not get that far)."""
+
+    model_metrics: dict[str, Any] | None = None
+    modularization: dict[str, Any] | None = None
+    tasks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    baseline: Baseline | None = None
+
+
+class RecordStage(Stage):
+    """Builds a cell's record and writes it without ever replacing good figures by worse news."""
+
+    def build(self, r: Resolved, env: dict[str, Any], threshold: float, directory: Path,
+              figures: Figures, error: str | None = None) -> Record:
+        """The record of ``r`` at ``threshold``, to be written in ``directory``."""
+        record: dict[str, Any] = {
+            "schema": RECORD_SCHEMA,
+            "run_id": directory.relative_to(self.ws.out).as_posix(),
+            "method": r.method.name, "model": r.model.name, "model_args": r.model.kwargs,
+            "family": r.spec.family, "dataset": r.dataset.name, "dataset_args": r.dataset.kwargs,
+            "seed": r.seed, "preset": r.preset, "threshold": threshold, "hparams": r.hparam_values,
+            "recipe": dataclasses.asdict(r.recipe), "precision": self.ws.precision(r),
+            "deterministic": r.recipe.deterministic, "env": env,
+            "model_metrics": figures.model_metrics, "modularization": figures.modularization,
+            "tasks": [{k: v for k, v in t.items() if k not in TASK_PRIVATE} for t in figures.tasks],
+            "train_history": figures.history, "baseline": figures.baseline, "error": error, "last_error": None,
+        }
+        record["config_key"] = config_key(record)
+        return record  # type: ignore[return-value]
+
+    def write(self, directory: Path, record: Record) -> Record:
+        """Write ``record``, keeping the tasks of an earlier valid record of the same folder."""
+        path = directory / "record.json"
+        with store.locked(directory):
+            previous = self._previous(path)
+            if previous is not None:
+                done = {tuple(t["classes"]) for t in record["tasks"]}
+                record["tasks"] += [t for t in previous["tasks"] if tuple(t["classes"]) not in done]
+            store.atomic_write(path, to_json(record).encode())
+        return record
+
+    def write_failure(self, directory: Path, record: Record, message: str) -> Record:
+        """Record a failed run: as ``last_error`` of a valid earlier record, else as an error record."""
+        path = directory / "record.json"
+        with store.locked(directory):
+            previous = self._previous(path)
+            if previous is not None:
+                when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+                previous["last_error"] = {"message": message, "when": when}
+                record = previous
+            store.atomic_write(path, to_json(record).encode())
+        return record
+
+    @staticmethod
+    def _previous(path: Path) -> Record | None:
+        """The valid record already at ``path`` (None when there is none, or it failed, or it is unreadable)."""
+        if not path.exists():
+            return None
+        try:
+            record = read_record(path)
+        except CorruptArtifact as exc:
+            log.warning("%s; it will be replaced", exc)
+            return None
+        return record if record["error"] is None else None

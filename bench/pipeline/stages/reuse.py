@@ -1,0 +1,121 @@
+"""The reuse stage, per task: compose a module for the target classes, score it, attach a task head,
+fine-tune it (model selection on the validation split), score it again, and measure its size,
+FLOPs and latency against the standard model.
+
+Each task is one cached step (its JSON entry and the fine-tuned module's weights), under the lock
+of its reuse folder: concurrent runs share the work, a damaged module file is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.grid.resolve import Resolved
+from bench.modular.ensemble import ClassModules
+from bench.modular.extract import extract
+from bench.modular.head import attach_head
+from bench.pipeline import layout, metrics
+from bench.pipeline.stages.base import Stage, key_of
+from bench.pipeline.stages.evaluate import EvaluateStage, Reference
+from bench.pipeline.stages.train import Trained, stage_values
+from bench.pipeline.store import Stored
+from bench.pipeline.training import Schedule
+from bench.protocol.method import StageContext
+from bench.protocol.modules import ModuleSet
+
+REUSE_FIELDS = ("finetune_epochs", "finetune_optimizer", "finetune_lr", "finetune_weight_decay",
+                "finetune_horizon", "latency_batch")
+
+
+def mask_digest(modules: ModuleSet) -> str:
+    """A checksum of the module masks (what a reused module is cut from)."""
+    return hashlib.sha256(modules.masks.to(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+
+
+class ReuseStage(Stage):
+    """Composes, fine-tunes and measures the module of one task (cached per task)."""
+
+    def __init__(self, ws: Any, evaluate: EvaluateStage) -> None:
+        super().__init__(ws)
+        self.evaluate = evaluate
+
+    def settings(self, r: Resolved, modules_settings: str) -> str:
+        """Hash of the settings that determine a reused module (names the reuse folder)."""
+        return key_of(modules=modules_settings, hparams=stage_values(r.hparams, "compose"),
+                      recipe={k: getattr(r.recipe, k) for k in REUSE_FIELDS}, precision=self.ws.precision(r))
+
+    def finetunes(self, r: Resolved) -> bool:
+        """Whether ``r``'s reused modules get a task head and fine-tuning."""
+        return r.method.finetune and r.recipe.finetune_epochs > 0
+
+    def run(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, directory: Path,
+            classes: tuple[int, ...], ref: Reference) -> dict[str, Any]:
+        """The task's entry for the record (classes, accuracies, sizes, ratios, the module file)."""
+        key = key_of(folder=directory.name, model=trained.sha256, modules=mask_digest(modules),
+                     standard=ref.trained.sha256, classes=list(classes))
+
+        def restore(stored: Stored) -> dict[str, Any]:
+            return {**stored.info, "module_sha256": stored.sha256}
+
+        return self.cached(layout.task_file(directory, classes), key,
+                           lambda: self._compute(r, trained, modules, ctx, classes, ref), restore)
+
+    def module(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
+               classes: tuple[int, ...]) -> nn.Module:
+        """The composed module of a task, with its task head when the method fine-tunes (untrained head)."""
+        torch.manual_seed(r.seed)
+        module = r.method.compose(ctx, trained.model, modules, classes).to(self.ws.device)
+        if self.finetunes(r):
+            module = attach_head(module, ctx.num_classes, len(classes))
+        return module
+
+    def _compute(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
+                 classes: tuple[int, ...], ref: Reference) -> Stored:
+        start = time.perf_counter()
+        task = ctx.data.task(classes)
+        torch.manual_seed(r.seed)
+        module = r.method.compose(ctx, trained.model, modules, classes).to(self.ws.device)
+        before = metrics.accuracy(module, self.ws.loader(r, "test", task), columns=classes)
+        merged = self._merged_size(trained, modules, module, classes, ref)
+        after, history = before, []
+        if self.finetunes(r):
+            module = attach_head(module, ctx.num_classes, len(classes))
+            history = self._finetune(r, module, task)
+            after = metrics.accuracy(module, self.ws.loader(r, "test", task))
+        kept = modules.masks[list(classes)]
+        entry = {"classes": list(classes), "module_acc": after, "module_acc_before_finetune": before,
+                 "standard_acc": self.evaluate.standard_task_accuracy(ref, classes),
+                 "retention": metrics.retention(kept.any(dim=0)),
+                 "retention_sum": float(kept.sum()) / modules.masks.shape[1],
+                 **self._size(module, ref), **merged,
+                 "latency_ratio": metrics.latency_ratio(module, ref.trained.model.model, r.recipe.latency_batch),
+                 "finetune_history": history, "seconds": time.perf_counter() - start}
+        self.ws.emit("stage_end", r, {"stage": "reuse", **entry})
+        return Stored(entry, {k: v.detach().cpu() for k, v in module.state_dict().items()})
+
+    def _finetune(self, r: Resolved, module: nn.Module, task: Any) -> list[dict[str, float]]:
+        recipe = r.recipe
+        schedule = Schedule(recipe.finetune_epochs, recipe.finetune_lr, "cosine", horizon=recipe.finetune_horizon,
+                            lr_setting="finetune_lr")
+        return self.ws.fit(r, module, schedule, "finetune", data=task, recipe=recipe.finetuning(), select_best=True)
+
+    @staticmethod
+    def _size(module: nn.Module, ref: Reference) -> dict[str, Any]:
+        params, flops = metrics.count_params(module), metrics.count_flops(module)
+        return {"params": params, "weight_retention": params / ref.params, "flops": flops,
+                "flops_ratio": flops / ref.flops}
+
+    def _merged_size(self, trained: Trained, modules: ModuleSet, composed: nn.Module, classes: tuple[int, ...],
+                     ref: Reference) -> dict[str, Any]:
+        """For a task composed class by class: the merged form's size (kernels shared by modules computed once)."""
+        if not isinstance(composed, ClassModules):
+            return {}
+        merged = extract(trained.model.model, modules.target(classes))
+        size = self._size(merged, ref)
+        return {f"{name}_merged": value for name, value in size.items()}
