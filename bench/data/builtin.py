@@ -170,26 +170,23 @@ def _load_cifar(name: str, hundred: bool, root: Path | None, download: bool) -> 
     return train, test
 
 
-def load_cifar10(
-    root: Path | None = None, download: bool = False, val_fraction: float = 0.1, **options: Any
-) -> DataBundle:
-    """CIFAR-10 through torchvision (``<root>/cifar-10-batches-py``)."""
-    reject_options("cifar10", options)
-    train, test = _load_cifar("cifar10", False, root, download)
-    names = list(train.classes)
-    return make_bundle("cifar10", names, _cifar_split(train), _cifar_split(test), val_fraction, *CIFAR10_NORM,
-                       "crop_flip")
+def _cifar_loader(name: str, hundred: bool, norm: tuple) -> Callable[..., DataBundle]:
+    """The loader of CIFAR-10 or CIFAR-100 (fine labels) through torchvision."""
+
+    def load(root: Path | None = None, download: bool = False, val_fraction: float = 0.1,
+             **options: Any) -> DataBundle:
+        reject_options(name, options)
+        train, test = _load_cifar(name, hundred, root, download)
+        return make_bundle(name, list(train.classes), _cifar_split(train), _cifar_split(test), val_fraction, *norm,
+                           "crop_flip")
+
+    folder = "cifar-100-python" if hundred else "cifar-10-batches-py"
+    load.__doc__ = f"{name} through torchvision (``<root>/{folder}``)."
+    return load
 
 
-def load_cifar100(
-    root: Path | None = None, download: bool = False, val_fraction: float = 0.1, **options: Any
-) -> DataBundle:
-    """CIFAR-100 with its 100 fine labels through torchvision (``<root>/cifar-100-python``)."""
-    reject_options("cifar100", options)
-    train, test = _load_cifar("cifar100", True, root, download)
-    names = list(train.classes)
-    return make_bundle("cifar100", names, _cifar_split(train), _cifar_split(test), val_fraction, *CIFAR100_NORM,
-                       "crop_flip")
+load_cifar10 = _cifar_loader("cifar10", False, CIFAR10_NORM)
+load_cifar100 = _cifar_loader("cifar100", True, CIFAR100_NORM)
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
