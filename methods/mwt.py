@@ -8,33 +8,27 @@ On ViTs it runs as the NeMo paper's Transformer baseline: the same neuron masks,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from bench.hookspecs import hookimpl
 from bench.models.spec import ModelSpec
-from bench.modular.masked_method import MaskedMethod, check_extraction
+from bench.modular.masked_method import MaskedHparams, MaskedMethod
 from bench.modular.similarity import mask_similarities
 
 
 @dataclass
-class MwTHparams:
-    """MwT hyperparameters.
+class MwTHparams(MaskedHparams):
+    """MwT hyperparameters (plus ``mask_lr``, ``extraction`` and ``empty_layer``: ``MaskedHparams``).
 
     alpha: weight of the cohesion loss (paper: 0.5).
-    beta: weight of the coupling loss (paper: 1.5 on CNNs; the NeMo authors' ViT script: 0.5).
-    mask_lr: learning rate of the mask generators (None: the model's, as in the paper).
+    beta: weight of the coupling loss (paper: 1.5 on CNNs; the NeMo authors' DeiT-S script: 0.5).
     """
 
     alpha: float = 0.5
     beta: float = 1.5
-    mask_lr: float | None = None
-    extraction: str = field(default="exact", metadata={"stage": "compose"})
-
-    def __post_init__(self) -> None:
-        check_extraction(self.extraction)
 
 
 def cohesion_coupling_loss(masks: list[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,14 +9,14 @@ first masked layer's mask counts as all ones in the loss (only in the loss).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from bench.hookspecs import hookimpl
 from bench.models.spec import ModelSpec
-from bench.modular.masked_method import MaskedMethod, check_extraction
+from bench.modular.masked_method import MaskedHparams, MaskedMethod
 from bench.modular.similarity import mask_similarities
 
 EPS = 1e-8
@@ -25,24 +25,16 @@ DEFAULT_ALPHA = {"vit": 0.1, "simcnn": 1.3, "resnet18": 1.1}
 
 
 @dataclass
-class NeMoHparams:
-    """NeMo hyperparameters.
+class NeMoHparams(MaskedHparams):
+    """NeMo hyperparameters (plus ``mask_lr``, ``extraction`` and ``empty_layer``: ``MaskedHparams``).
 
     alpha: weight of the contrastive mask loss (default per model: ViTs 0.1, SimCNN 1.3,
     ResNet18 1.1, other CNNs 1.0).
     tau: temperature of the contrastive loss (0.2 in every script of the authors).
-    mask_lr: learning rate of the mask generators (None: the model's).
-    extraction: how a ViT module is built: 'exact' (function-preserving, default) or 'paper'
-    (the authors' narrowed residual stream with fresh LayerNorms).
     """
 
     alpha: float = 1.0
     tau: float = 0.2
-    mask_lr: float | None = None
-    extraction: str = field(default="exact", metadata={"stage": "compose"})
-
-    def __post_init__(self) -> None:
-        check_extraction(self.extraction)
 
 
 def contrastive_mask_loss(masks: list[torch.Tensor], labels: torch.Tensor, tau: float) -> torch.Tensor:

@@ -8,18 +8,20 @@ the physically extracted model. A subclass supplies only ``mask_loss``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from bench.errors import UsageError
-from bench.modular.activity import threshold_masks
+from bench.modular.activity import check_empty_layer, threshold_modules
 from bench.modular.extract import extract
-from bench.modular.masking import attach_generators, current_masks, generator_parameters
+from bench.modular.groups import modular_groups
+from bench.modular.masking import attach_generators, current_masks
 from bench.modular.similarity import unit_rate
 from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
-from bench.protocol.modules import ModuleSet
+from bench.protocol.modules import ModuleSet, unit_kind
 
 EXTRACTION_MODES = ("exact", "paper")
 
@@ -30,11 +32,32 @@ def check_extraction(mode: str) -> None:
         raise UsageError(f"bad value for extraction: '{mode}' (choose exact or paper)")
 
 
+@dataclass
+class MaskedHparams:
+    """Hyperparameters every masked method shares (its own dataclass subclasses this one).
+
+    mask_lr: learning rate of the mask generators (None: the model's).
+    extraction: how a ViT module is built: 'exact' (function-preserving, default) or 'paper' (the
+    NeMo authors' module: narrowed residual stream, fresh LayerNorms, ReLU + Linear task head).
+    empty_layer: what a class module keeps of a layer no unit of which reaches any threshold down
+    to 0.05: 'most_frequent' (its most frequent unit, default), 'error' (MwT: the run fails),
+    'random5' (NeMo CNNs: a seeded random 5%), 'whole' (NeMo ViTs: every unit).
+    """
+
+    mask_lr: float | None = None
+    extraction: str = field(default="exact", metadata={"stage": "compose"})
+    empty_layer: str = field(default="most_frequent", metadata={"stage": "modularize"})
+
+    def __post_init__(self) -> None:
+        check_extraction(self.extraction)
+        check_empty_layer(self.empty_layer)
+
+
 class MaskedMethod(Method):
     """Base of methods that modularize while training (mask generators + a mask loss).
 
-    Hyperparameter dataclasses of subclasses may define ``mask_lr`` (None: the model's lr) and
-    ``extraction`` ('exact' or 'paper', ViTs only).
+    Hyperparameter dataclasses of subclasses should subclass ``MaskedHparams``; one that does not
+    gets its defaults (model lr for the generators, 'exact' extraction, 'most_frequent').
     """
 
     def mask_loss(self, masks: list[torch.Tensor], labels: torch.Tensor, hparams: Any,
@@ -47,10 +70,8 @@ class MaskedMethod(Method):
         return attach_generators(ctx.new_model())
 
     def train(self, ctx: TrainContext) -> TrainedModel:
-        """Task loss + mask loss; model and mask generators in their own parameter groups."""
-        model_params, generator_params = generator_parameters(ctx.model)
-        mask_lr = getattr(ctx.hparams, "mask_lr", None) or ctx.recipe.lr
-        groups = [{"params": model_params}, {"params": generator_params, "lr": mask_lr}]
+        """Task loss + mask loss; generators, biases and norms without weight decay (``modular_groups``)."""
+        groups = modular_groups(ctx.model, getattr(ctx.hparams, "mask_lr", None) or ctx.recipe.lr)
 
         def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
             task, logs = ctx.task_loss(model, x, y)
@@ -61,10 +82,18 @@ class MaskedMethod(Method):
         return TrainedModel(ctx.model, ctx.fit(ctx.model, loss_fn, groups))
 
     def modularize(self, ctx: StageContext, trained: TrainedModel) -> ModuleSet:
-        """Class modules by the frequency threshold rule over the training data."""
+        """Class modules by the frequency threshold rule over the training data.
+
+        ``metrics`` counts the class modules that needed the empty-layer rule: in all
+        ('empty_layer_fallbacks') and per layer where it fired ('empty_layer_fallbacks.<layer>').
+        """
         stats = ctx.activity()
-        unit = "kernel" if ctx.family == "cnn" else "neuron"
-        return ModuleSet(unit, stats.layers, stats.sizes, threshold_masks(stats, ctx.threshold))
+        rule = getattr(ctx.hparams, "empty_layer", "most_frequent")
+        masks, fallbacks = threshold_modules(stats, ctx.threshold, rule, ctx.seed)
+        metrics = {"empty_layer_fallbacks": sum(fallbacks)}
+        fired = {name: n for name, n in zip(stats.layers, fallbacks, strict=True) if n}
+        metrics.update({f"empty_layer_fallbacks.{name}": n for name, n in fired.items()})
+        return ModuleSet(unit_kind(ctx.family), stats.layers, stats.sizes, masks, metrics)
 
     def compose(self, ctx: StageContext, trained: TrainedModel, modules: ModuleSet,
                 classes: Sequence[int]) -> nn.Module:
