@@ -36,8 +36,19 @@ def test_slurm_executor_runs_cells_as_jobs_and_skips_finished_ones(tmp_path, mon
     assert sorted(r["run_id"] for r in again) == sorted(r["run_id"] for r in records)
 
 
-def test_ray_executor(tmp_path):
+def test_ray_executor_runs_cells_as_tasks_and_skips_finished_ones(tmp_path, monkeypatch):
     pytest.importorskip("ray")
-    grid = make_tiny_grid(tmp_path / "runs", methods="standard")
+    grid = make_tiny_grid(tmp_path / "runs", methods="standard,mwt")
     records = run_grid(grid, "ray")
-    assert [r["method"] for r in records] == ["standard"] and records[0]["error"] is None
+    assert sorted(r["method"] for r in records) == ["mwt", "standard"]
+    assert all(r["error"] is None and r["env"]["device"] for r in records)
+    assert len(list((tmp_path / "runs").rglob("record.json"))) == 2
+
+    from bench.pipeline.cluster import RayExecutor
+
+    def refuse(self, cells):
+        raise AssertionError(f"finished cells were submitted again: {[c.label for c in cells]}")
+
+    monkeypatch.setattr(RayExecutor, "submit", refuse)
+    again = run_grid(grid, "ray")
+    assert sorted(r["run_id"] for r in again) == sorted(r["run_id"] for r in records)

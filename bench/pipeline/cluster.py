@@ -8,6 +8,7 @@ share a stage.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shutil
 from pathlib import Path
@@ -32,6 +33,14 @@ def run_cell_here(cell: CellConfig) -> list[dict[str, Any]]:
     runner = CellRunner(workspace)
     prepare_process(runner.resolve(cell).recipe.deterministic)
     return runner.run(cell)
+
+
+def _require(module: str, extra: str) -> Any:
+    """The cluster library ``module``, or a one-line error naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UsageError(f"--executor {extra} needs {module}: pip install 'modbench[{extra}]'") from None
 
 
 def waves(cells: list[CellConfig]) -> list[list[CellConfig]]:
@@ -82,10 +91,7 @@ class RayExecutor(WaveExecutor):
 
     def start(self, runner: Any) -> None:
         """Start (or join) Ray and declare the cell task."""
-        try:
-            import ray
-        except ImportError:
-            raise UsageError("--executor ray needs Ray: pip install 'modbench[ray]'") from None
+        ray = _require("ray", "ray")
         ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
         gpus = 1 if runner.ws.device.type == "cuda" else 0
         self._task = ray.remote(num_gpus=gpus)(run_cell_here)
@@ -114,10 +120,7 @@ class SlurmExecutor(WaveExecutor):
 
     def start(self, runner: Any) -> None:
         """Set up the submitit executor."""
-        try:
-            import submitit
-        except ImportError:
-            raise UsageError("--executor slurm needs submitit: pip install 'modbench[slurm]'") from None
+        submitit = _require("submitit", "slurm")
         if self.cluster is None and shutil.which("sbatch") is None:
             raise UsageError("--executor slurm: Slurm is not available here (no sbatch on the PATH); "
                              "use --executor local or run on a Slurm login node")
