@@ -14,6 +14,7 @@ import click
 
 from bench.errors import BenchError, UsageError
 from bench.grid.options import click_options
+from bench.importers.command import import_checkpoint
 
 FORMATS = ("table", "md", "csv", "json", "html", "latex")
 
@@ -315,6 +316,9 @@ def _runs_root(run_path: Path, runs: Path, run_id: str) -> Path:
     if resolved.parts[-parts:] == Path(run_id).parts:
         return Path(*resolved.parts[:-parts])
     return runs
+
+
+cli.add_command(import_checkpoint)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from bench.record import as_record
 from bench.report.tables import FOOTNOTE
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, use_plugin
 
-COMMANDS = ("run", "report", "list", "plugins", "show")
+COMMANDS = ("run", "report", "list", "plugins", "show", "export", "import")
 
 
 @dataclass

@@ -160,11 +160,22 @@ def cached(path: Path, key: str, compute: Callable[[], Stored], restore: Callabl
             except (CorruptArtifact, RuntimeError, KeyError) as exc:
                 log.warning("%s cannot be used (%s); computing it again", path, exc)
         stored = compute()
-        entry: dict[str, Any] = {"key": key, "sha256": None, "info": stored.info}
-        if stored.tensors is not None:
-            stored.sha256 = entry["sha256"] = save_tensors(path.with_suffix(".pt"), stored.tensors)
-        write_json(path, entry)
+        _write_stored(path, key, stored)
         return restore(stored)
+
+
+def put(path: Path, key: str, stored: Stored) -> None:
+    """Store a stage's result at ``path`` under ``key``, replacing what is there (``bench import``)."""
+    with locked(path.parent):
+        _write_stored(path, key, stored)
+
+
+def _write_stored(path: Path, key: str, stored: Stored) -> None:
+    """The tensor file first, then the JSON that names its checksum: a kill in between leaves a stale JSON."""
+    entry: dict[str, Any] = {"key": key, "sha256": None, "info": stored.info}
+    if stored.tensors is not None:
+        stored.sha256 = entry["sha256"] = save_tensors(path.with_suffix(".pt"), stored.tensors)
+    write_json(path, entry)
 
 
 def _read_stored(path: Path, key: str, map_location: str | torch.device) -> Stored | None:

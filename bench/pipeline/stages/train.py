@@ -18,7 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.errors import UsageError
 from bench.grid.resolve import Resolved
+from bench.pipeline import store
 from bench.pipeline.stages.base import Stage, key_of
 from bench.pipeline.store import Stored
 from bench.pipeline.training import Schedule, cross_entropy_loss, distillation_loss
@@ -79,6 +81,25 @@ class TrainStage(Stage):
             return Trained(TrainedModel(model, history), stored.info["seconds"], directory, stored.sha256)
 
         return self.cached(directory / "model.json", self.key(r), lambda: self._train(r), restore)
+
+    def store(self, r: Resolved, state: dict[str, torch.Tensor], imported: dict[str, Any]) -> Path:
+        """Store weights trained elsewhere as the train stage of ``r`` (``bench import``); returns the folder.
+
+        The weights must load strictly into the architecture ``r``'s method trains; a later ``bench run``
+        of the same cell then modularizes and evaluates them without training.
+        """
+        model = self._architecture(r)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else "mismatch"
+            raise UsageError(f"these weights do not fit what method {r.method.name} trains on {r.model}: "
+                             f"{first}") from None
+        directory = self.directory(r)
+        stored = Stored({"seconds": 0.0, "history": [], "imported": imported},
+                        {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        store.put(directory / "model.json", self.key(r), stored)
+        return directory
 
     def _train(self, r: Resolved) -> Stored:
         log.info("training %s on %s (%s, seed %d)", r.method.name, r.model, r.dataset, r.seed)
