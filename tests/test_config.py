@@ -85,7 +85,7 @@ def test_parse_task():
 
 
 def test_a_one_class_task_is_refused_unless_asked_for():
-    with pytest.raises(UsageError, match="has one class, so any module scores 100%.*--one-class-tasks"):
+    with pytest.raises(UsageError, match=r"has one class, so any module scores 100%.*--one-class-tasks"):
         parse_task("7")
 
 

@@ -83,7 +83,7 @@ def test_set_in_a_config_file_must_be_a_table(tmp_path):
 def test_a_config_file_that_is_not_utf8(tmp_path):
     path = tmp_path / "grid.toml"
     path.write_bytes(b'methods = ["\xff\xfe"]\n')
-    with pytest.raises(UsageError, match="is not UTF-8|not valid TOML"):
+    with pytest.raises(UsageError, match=r"is not UTF-8|not valid TOML"):
         read_config_file(path)
 
 
