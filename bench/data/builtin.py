@@ -38,6 +38,7 @@ class DatasetSpec:
     load: Callable[..., DataBundle]  # load(root: Path | None, download: bool, val_fraction: float, **kwargs)
     aliases: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # accepted options and their defaults (None: required)
+    train_size: int | None = None  # training images, for planning a grid before the files are here
 
     def canonical_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """``args`` checked against ``options``, with values equal to their default left out.
@@ -238,13 +239,15 @@ BUILTIN_DATASETS = (
         "synthetic", 10, "deterministic learnable class patterns plus noise, for tests (options: "
         "size, classes, test_size, seed)", load_synthetic, options=dict(SYNTHETIC_DEFAULTS),
     ),
-    DatasetSpec("cifar10", 10, "CIFAR-10 via torchvision", load_cifar10),
-    DatasetSpec("cifar100", 100, "CIFAR-100 with its 100 fine classes, via torchvision", load_cifar100),
+    DatasetSpec("cifar10", 10, "CIFAR-10 via torchvision", load_cifar10, train_size=50_000),
+    DatasetSpec("cifar100", 100, "CIFAR-100 with its 100 fine classes, via torchvision", load_cifar100,
+                train_size=50_000),
     DatasetSpec(
         "cifar100_coarse", 20, "CIFAR-100 with its 20 superclasses, via torchvision", load_cifar100_coarse,
-        aliases=("cifar20",),
+        aliases=("cifar20",), train_size=50_000,
     ),
-    DatasetSpec("svhn", 10, "Street View House Numbers (train / test) via torchvision", load_svhn),
+    DatasetSpec("svhn", 10, "Street View House Numbers (train / test) via torchvision", load_svhn,
+                train_size=73_257),
     DatasetSpec("folder", None, "your images: ImageFolder train/ and test/ under path=DIR, resized to 32x32 "
                 "(options: path, augment)", load_folder, options={"path": None, "augment": "none"}),
     DatasetSpec("npz", None, "your arrays: x_train, y_train, x_test, y_test of path=FILE.npz, resized to 32x32 "
