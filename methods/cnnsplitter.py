@@ -168,8 +168,8 @@ def _check_published_cell(ctx: TrainContext) -> None:
     mean, std = IMAGENET_NORM
     if not all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip((*ctx.data.mean, *ctx.data.std), (*mean, *std),
                                                                 strict=True)):
-        raise UsageError(f"published CNNSplitter models expect ImageNet-normalised images; {ctx.data.name} is "
-                         f"normalised with mean {ctx.data.mean} here (add norm=imagenet to the data set)")
+        raise UsageError(f"published CNNSplitter models expect images normalised with ImageNet's mean {mean} and "
+                         f"std {std}; {ctx.data.name} is normalised with mean {ctx.data.mean} here")
 
 
 def _published_weights(folder: Path, model: nn.Module, model_name: str) -> nn.Module:

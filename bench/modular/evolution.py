@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from bench.modular.candidates import CandidateScorer
-from bench.modular.cooperative import DIFF_WEIGHT, Composer
+from bench.modular.cooperative import DIFF_WEIGHT, Composer, Scores
 from bench.modular.genetic import Breeding, initial_population, next_generation
 from bench.modular.kernel_groups import GeneLayout
 from bench.protocol.method import StageCheckpoint, StageProgress
@@ -127,7 +127,8 @@ class Evolution:
         expected = (self.num_classes, self.settings.breeding.population, self.layout.genes)
         return state if tuple(state.populations.shape) == expected else None
 
-    def _score(self, populations: torch.Tensor, weight: float, rng: torch.Generator):
+    def _score(self, populations: torch.Tensor, weight: float, rng: torch.Generator) -> tuple[Scores, torch.Tensor]:
+        """The generation's scores and its decoded keep masks (classes, population, units)."""
         keep = self.layout.decode(populations, self.orders)  # (classes, population, units)
         classes = torch.arange(self.num_classes).repeat_interleave(populations.shape[1])
         votes = self.scorer.own_class_logits(keep.flatten(0, 1), classes).view(*keep.shape[:2], -1)
