@@ -82,6 +82,11 @@ class TrainStage(Stage):
 
         return self.cached(directory / "model.json", self.key(r), lambda: self._train(r), restore)
 
+    def stored(self, r: Resolved) -> bool:
+        """Whether ``r``'s trained model is in the store under its current key (its checksum is not read)."""
+        entry = store.read_json(self.directory(r) / "model.json")
+        return isinstance(entry, dict) and entry.get("key") == self.key(r)
+
     def store(self, r: Resolved, state: dict[str, torch.Tensor], imported: dict[str, Any]) -> Path:
         """Store weights trained elsewhere as the train stage of ``r`` (``bench import``); returns the folder.
 
