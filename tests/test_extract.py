@@ -215,6 +215,19 @@ def test_vit_exact_extraction_matches_fixed_masks(name):
     assert not any(isinstance(m, FixedMask) for m in extracted.modules())
 
 
+@pytest.mark.parametrize(("widest", "width"), [(5, 8), (8, 8), (11, 16), (16, 16)])
+def test_vit_heads_are_padded_to_a_multiple_of_8(widest, width):
+    model = modular(VITS["deit_s"])  # head size 16
+    keep = random_keep(model, share=0.3)
+    head_dim = model.blocks[1].attn.head_dim
+    for unit in ("q", "k", "v"):
+        keep[f"blocks.1.attn.{unit}"] = keep[f"blocks.1.attn.{unit}"] & False
+        keep[f"blocks.1.attn.{unit}"][head_dim:head_dim + widest] = True  # head 1 keeps ``widest`` dims
+    extracted = extract(model, keep)
+    assert extracted.blocks[1].attn.q.width == extracted.blocks[1].attn.v.width == width
+    assert_equivalent(model, keep, extracted)
+
+
 def test_vit_extraction_keeps_heads_and_trains():
     model = modular(VITS["deit_s"])
     keep = vit_keep(model)

@@ -137,3 +137,21 @@ def test_flops_do_not_depend_on_precision():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert metrics.count_flops(model) == full
     assert metrics.count_flops(model.to(torch.bfloat16)) == full
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_latency_ratios_on_a_gpu_time_graph_replays(precision):
+    from bench.modular.extract import extract
+    from bench.modular.masking import attach_generators, maskable_units
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    torch.manual_seed(0)
+    model = attach_generators(vit_s(10, width=0.5, depth=4)).cuda()
+    keep = {n: torch.rand(u.num_units) < 0.3 for n, u in maskable_units(model)}
+    for mask in keep.values():
+        mask[0] = True
+    module = extract(model, keep)
+    ratios = metrics.latency_ratios(module, vit_s(10, width=0.5, depth=4).cuda(), precision, throughput_batch=256)
+    assert 0 < ratios["latency_ratio"] < 1  # launch overhead alone would make both equally fast

@@ -5,8 +5,9 @@ neurons. 'exact' mode rebuilds every block that ``keep`` names a unit of (copyin
 keeps the residual stream at full width: each sublayer computes only its retained outputs and adds
 them into the stream at their indices, so the module computes what the masked model computes.
 q and k keep the intersection of their masks; a head without v dims is dropped; the retained
-heads' q, k and v are laid out zero-padded to one common width (that of the widest kept head;
-the padding is not a parameter) and keep the original softmax scale. 'paper' mode builds the
+heads' q, k and v are laid out zero-padded to one common width (that of the widest kept head,
+rounded up to a multiple of 8 within the head size; the padding is not a parameter) and keep the
+original softmax scale. 'paper' mode builds the
 NeMo authors' module: block 0 intact, a narrowed stream and fresh LayerNorms in blocks 1..L-1
 (not function-equivalent), and a ReLU before its task head.
 """
@@ -24,6 +25,7 @@ from bench.modular.masking import remove_generators
 from bench.modular.slicing import fresh_norm, sliced_linear
 
 UNIT_NAMES = ("attn.q", "attn.k", "attn.v", "attn.out", "mlp.fc1", "mlp.fc2")
+HEAD_WIDTH_MULTIPLE = 8
 
 
 def extract_vit(model: ViT, keep: dict[str, torch.Tensor], mode: str) -> ExtractedViT:
@@ -73,9 +75,11 @@ def _exact_block(block: Block, masks: dict[str, torch.Tensor]) -> ExtractedBlock
     qk = masks["attn.q"] & masks["attn.k"]
     v = masks["attn.v"]
     kept_heads = v.view(heads, head_dim).any(dim=1).nonzero().flatten()  # heads with any v dim
-    # q/k and v share one padded width, so attention runs through the fused kernel (the math
-    # fallback for unequal widths is several times slower on a CPU)
-    width = max(_widest(qk, kept_heads, head_dim), _widest(v, kept_heads, head_dim))
+    # q/k and v share one padded width, a multiple of 8 where the heads allow, so attention runs
+    # through a fused kernel (the math fallback for unequal widths is several times slower on a
+    # CPU; GPU flash, cuDNN and memory-efficient kernels need head widths in multiples of 8)
+    widest = max(_widest(qk, kept_heads, head_dim), _widest(v, kept_heads, head_dim))
+    width = min(head_dim, -(-widest // HEAD_WIDTH_MULTIPLE) * HEAD_WIDTH_MULTIPLE)
     qk_rows, qk_pos = _head_layout(qk, kept_heads, head_dim, width)
     v_rows, v_pos = _head_layout(v, kept_heads, head_dim, width)
     out_rows = masks["attn.out"].nonzero().flatten()

@@ -1,21 +1,21 @@
 """Metrics: accuracy, modularity (cohesion, coupling, retention), size, FLOPs and latency.
 
-Pure functions, tensors in and numbers out; the runner decides when to call them.
+Pure functions, tensors in and numbers out; the runner decides when to call them. Latency lives
+in ``bench.pipeline.latency`` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
-import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
 
-from bench.pipeline.env import synchronize
+from bench.pipeline.latency import latency_ratio as latency_ratio
+from bench.pipeline.latency import latency_ratios as latency_ratios
 from bench.protocol.modules import ActivityStats, ModuleSet
 
 # fvcore reports these as unsupported but they are elementwise or data movement: no multiply-adds.
@@ -141,75 +141,3 @@ def flops_by_operator(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32
 def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> int:
     """Multiply-adds of one forward pass (fvcore, attention included; see ``flops_by_operator``)."""
     return sum(flops_by_operator(model, input_shape).values())
-
-
-LATENCY_PRECISIONS = ("fp32", "bf16")
-LATENCY_WARMUP = 3  # untimed passes per model and batch size (GPU autotuning, allocator, caches)
-LATENCY_ROUNDS = 3  # module and reference timed alternately; the ratio is the median over rounds
-
-
-def _timer(device: torch.device) -> Callable[[], float]:
-    def now() -> float:
-        synchronize(device)
-        return time.perf_counter()
-
-    return now
-
-
-def forward_seconds(model: nn.Module, x: torch.Tensor, max_seconds: float = 0.25) -> float:
-    """Median seconds of one forward pass of ``model`` on ``x`` (torch.utils.benchmark, all CPU threads).
-
-    Repeats until the spread (IQR / median) is under 10% or ``max_seconds`` have passed; GPU work
-    is synchronised around every timed block. Runs under the caller's grad and autocast modes.
-    """
-    from torch.utils import benchmark
-
-    timer = benchmark.Timer("model(x)", globals={"model": model, "x": x}, num_threads=torch.get_num_threads(),
-                            timer=_timer(x.device))
-    return timer.adaptive_autorange(threshold=0.1, min_run_time=min(0.05, max_seconds), max_run_time=max_seconds).median
-
-
-def _ratio_at(module: nn.Module, reference: nn.Module, batch: int, precision: str, max_seconds: float) -> float:
-    weight = next(reference.parameters())
-    x = torch.randn(batch, 3, 32, 32, device=weight.device, dtype=weight.dtype)
-    with torch.autocast(weight.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        for _ in range(LATENCY_WARMUP):
-            module(x)
-            reference(x)
-        ratios = [forward_seconds(module, x, max_seconds) / forward_seconds(reference, x, max_seconds)
-                  for _ in range(LATENCY_ROUNDS)]
-    return statistics.median(ratios)
-
-
-@contextlib.contextmanager
-def _evaluating(*models: nn.Module) -> Iterator[None]:
-    """Models in eval mode and gradients off inside; train/eval modes restored after."""
-    modes = [m.training for m in models]
-    try:
-        with torch.no_grad():
-            yield [m.eval() for m in models]
-    finally:
-        for m, mode in zip(models, modes, strict=True):
-            m.train(mode)
-
-
-def latency_ratios(module: nn.Module, reference: nn.Module, precision: str, throughput_batch: int, *,
-                   max_seconds: float = 0.25) -> dict[str, float]:
-    """Inference time of ``module`` over that of ``reference`` (both in eval mode, 32x32 images).
-
-    ``latency_ratio`` at ``throughput_batch`` images, ``latency_ratio_b1`` at one image. Both
-    models run in ``precision`` ('fp32', or 'bf16': bfloat16 autocast, as in training) and are
-    timed the same way (``forward_seconds``, at most ``max_seconds`` per measurement), alternately,
-    so a slow moment affects both.
-    """
-    if precision not in LATENCY_PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(LATENCY_PRECISIONS)}, not {precision!r}")
-    with _evaluating(module, reference):
-        return {"latency_ratio": _ratio_at(module, reference, throughput_batch, precision, max_seconds),
-                "latency_ratio_b1": _ratio_at(module, reference, 1, precision, max_seconds)}
-
-
-def latency_ratio(module: nn.Module, reference: nn.Module, batch_size: int = 32, precision: str = "fp32") -> float:
-    """``latency_ratios``' ratio at ``batch_size`` images alone (the reuse stage's call until it records both)."""
-    with _evaluating(module, reference):
-        return _ratio_at(module, reference, batch_size, precision, max_seconds=0.25)
