@@ -31,7 +31,7 @@ from bench.modular.genetic import Breeding
 from bench.modular.importance import importance_orders, kernel_importance
 from bench.modular.kernel_groups import GeneLayout
 from bench.modular.masking import maskable_units
-from bench.modular.published import IMAGENET_NORM, published_keep
+from bench.modular.published import IMAGENET_NORM, chosen, published_keep
 from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
 from bench.protocol.modules import ModuleSet
 
@@ -161,10 +161,12 @@ class CNNSplitter(Method):
 
 
 def _check_published_cell(ctx: TrainContext) -> None:
-    """UsageError unless the cell can run published modules: a no-BN SimCNN/ResCNN on ImageNet-normalised data."""
-    if ctx.model_args.get("bn", True) or ctx.spec.name not in ("simcnn", "rescnn"):
+    """UsageError unless the cell can run published modules: a known folder of its model, the model without
+    BN, ImageNet-normalised data."""
+    if ctx.model_args.get("bn", True) or ctx.spec.name not in PUBLISHED_LAYOUTS:
         raise UsageError(f"cnnsplitter.published needs simcnn:bn=false or rescnn:bn=false, not {ctx.spec.name} "
                          f"with {ctx.model_args or 'its defaults'}")
+    chosen(Path(ctx.hparams.published), ctx.spec.name)
     mean, std = IMAGENET_NORM
     if not all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip((*ctx.data.mean, *ctx.data.std), (*mean, *std),
                                                                 strict=True)):

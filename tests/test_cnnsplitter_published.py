@@ -141,8 +141,13 @@ def test_the_cell_must_be_a_no_bn_model_on_imagenet_normalised_images(tmp_path):
     train, _ = contexts(folder, "simcnn")
     with pytest.raises(UsageError, match="bn=false"):
         CNNSplitter().train(dataclasses.replace(train, model_args={"width": 0.125}))
-    with pytest.raises(UsageError, match="rescnn modules"):
-        published_keep(folder.rename(tmp_path / "rescnn_svhn"), simcnn(10, width=0.125, bn=False), "simcnn", 10)
+    folder = folder.rename(tmp_path / "rescnn_svhn")
+    train, _ = contexts(folder, "simcnn")
+    with pytest.raises(UsageError, match="rescnn modules; this cell's model is simcnn"):
+        CNNSplitter().train(train)
+    train, _ = contexts(folder.rename(tmp_path / "simcnn_mnist"), "simcnn")
+    with pytest.raises(UsageError, match="unknown published folder 'simcnn_mnist'"):
+        CNNSplitter().train(train)
 
 
 def test_weights_of_another_shape_fail_in_one_line_naming_the_file(tmp_path):
