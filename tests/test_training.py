@@ -94,3 +94,35 @@ def test_distillation_loss_matches_the_formula():
     expected = 0.5 * nn.functional.cross_entropy(student.cls(x), y) + 0.25 * kl
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert set(logs) == {"ce", "kl"}
+
+
+def _compile_fit(compile_step: bool) -> list[dict[str, float]]:
+    from bench.models.cnn import resnet18
+
+    torch.manual_seed(0)
+    data = TensorData(torch.randint(0, 255, (32, 3, 32, 32), dtype=torch.uint8), torch.arange(32) % 4)
+    loader = BatchLoader(data, 16, mean=(0.5,) * 3, std=(0.25,) * 3, shuffle=True)
+    model = resnet18(4, width=0.125)  # no dropout: compiled and eager steps draw no random numbers
+    return fit(model, loader, None, Recipe(epochs=2, compile=compile_step), Schedule(2, 0.05))
+
+
+def test_compile_runs_the_training_step_through_torch_compile(monkeypatch):
+    eager = _compile_fit(False)
+    compiled_fns = []
+    real_compile = torch.compile
+
+    def aot_eager(fn, **kwargs):  # the same graph capture as inductor, without generating C++ (seconds, not minutes)
+        compiled_fns.append(fn)
+        return real_compile(fn, backend="aot_eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", aot_eager)
+    compiled = _compile_fit(True)
+    assert len(compiled_fns) == 1
+    for a, b in zip(eager, compiled, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_compile_with_the_default_backend_matches_eager():
+    for a, b in zip(_compile_fit(False), _compile_fit(True), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)

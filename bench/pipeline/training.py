@@ -121,10 +121,13 @@ def fit(
 
     With ``select_best`` the weights of the epoch with the best validation accuracy are restored
     at the end (model selection on the validation split, never the test set). ``precision``
-    'bf16' runs the forward pass under bfloat16 autocast (on a CPU too).
+    'bf16' runs the forward pass under bfloat16 autocast (on a CPU too). With ``recipe.compile``
+    the loss function (forward pass and loss) runs through ``torch.compile``.
     """
     device = next(model.parameters()).device
     groups = groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    if recipe.compile:
+        loss_fn = torch.compile(loss_fn, dynamic=False)  # forward and loss as one graph; backward by AOTAutograd
     optimizer = make_optimizer(recipe, groups, schedule.lr)
     scheduler = make_scheduler(optimizer, schedule, len(train))
     history: list[dict[str, float]] = []
