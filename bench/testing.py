@@ -29,15 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from torch import nn
 
-from bench.grid.config import GridConfig, parse_overrides
+from bench.grid.config import GridConfig
+from bench.grid.settings import parse_overrides
 from bench.hookspecs import hookimpl
-from bench.modular.extract import extract
-from bench.modular.masking import maskable_units
-from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
-from bench.protocol.modules import ModuleSet, unit_kind
 from bench.refs import Ref, parse_refs
 
 TINY_DATASET = "synthetic:size=256,classes=4,test_size=64"
@@ -45,7 +40,7 @@ TINY_MODEL = "simcnn:width=0.125"
 TINY_SETTINGS = ("epochs=1", "finetune_epochs=1", "latency_batch=2", "activity_samples=16",
                  "batch_size=32", "eval_batch_size=64")
 
-__all__ = ["TINY_DATASET", "TINY_MODEL", "TINY_SETTINGS", "DummyMethod", "MethodPlugin", "make_tiny_grid",
+__all__ = ["TINY_DATASET", "TINY_MODEL", "TINY_SETTINGS", "MethodPlugin", "make_tiny_grid",
            "use_plugin"]
 
 
@@ -88,7 +83,7 @@ def tiny_grid(tmp_path: Path):
 class MethodPlugin:
     """A plugin object whose ``register_methods`` hook registers the given methods."""
 
-    def __init__(self, *methods: Method) -> None:
+    def __init__(self, *methods: Any) -> None:
         self.methods = methods
 
     @hookimpl
@@ -122,39 +117,26 @@ def registered_method():
     """
 
     @contextlib.contextmanager
-    def register(method: Method, plugin_name: str | None = None) -> Iterator[Method]:
+    def register(method: Any, plugin_name: str | None = None) -> Iterator[Any]:
         with use_plugin(MethodPlugin(method), plugin_name or f"test-{method.name}"):
             yield method
 
     return register
 
 
-class DummyMethod(Method):
-    """The smallest complete method: plain training; every class's module keeps the first half
-    (rounded up) of every maskable unit's outputs, and a reused module is that half, extracted."""
-
-    name = "dummy"
-    description = "test method: plain training, modules keep a fixed half of every layer"
-
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        """Train the zoo model with the task loss."""
-        return TrainedModel(ctx.model, ctx.fit(ctx.model, ctx.task_loss))
-
-    def modularize(self, ctx: StageContext, trained: TrainedModel) -> ModuleSet:
-        """The same half of every layer for every class."""
-        named = maskable_units(trained.model)
-        sizes = [unit.num_units for _, unit in named]
-        row = torch.cat([torch.arange(size) < (size + 1) // 2 for size in sizes])  # (units,) bool
-        return ModuleSet(unit_kind(ctx.family), [name for name, _ in named], sizes,
-                         row.expand(ctx.num_classes, -1).clone())
-
-    def compose(self, ctx: StageContext, trained: TrainedModel, modules: ModuleSet,
-                classes: Sequence[int]) -> nn.Module:
-        """The retained half, physically extracted."""
-        return extract(trained.model, modules.target(classes))
-
-
 @pytest.fixture
-def dummy_method() -> DummyMethod:
+def dummy_method() -> Any:
     """A fresh ``DummyMethod`` (name 'dummy')."""
+    from bench.testing_dummy import DummyMethod
+
     return DummyMethod()
+
+
+def __getattr__(name: str) -> Any:
+    """``DummyMethod`` is imported on first use: as a pytest plugin this module loads in every test
+    session of a project installed beside modbench, which should not pay for importing torch."""
+    if name == "DummyMethod":
+        from bench.testing_dummy import DummyMethod
+
+        return DummyMethod
+    raise AttributeError(f"module 'bench.testing' has no attribute {name!r}")

@@ -532,3 +532,11 @@ def test_an_installed_third_party_plugin(tmp_path):
     hidden = bench_command("list", "methods", env={**env, "MODBENCH_LOAD_PLUGINS": ""})
     assert hidden.returncode == 0 and "myplug" not in hidden.stdout and "mwt" in hidden.stdout
     print(f"installed-plugin test: {time.perf_counter() - start:.1f} s")
+
+
+def test_the_pytest_plugin_does_not_import_torch():
+    """``bench.testing`` loads in every pytest session of a project installed beside modbench."""
+    code = ("import sys, bench.testing; print('torch' in sys.modules); bench.testing.DummyMethod; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]  # torch arrives with DummyMethod, on first use
