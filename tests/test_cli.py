@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli, main
+from bench.grid.config import read_config_file
 from bench.record import as_record
 from bench.report.tables import FOOTNOTE
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, use_plugin
@@ -244,16 +245,28 @@ def test_the_run_wrote_its_records(finished):
         assert record["dataset_args"] == {"classes": 4, "size": 256, "test_size": 64}
 
 
-def test_config_tasks_as_arrays(bench, tmp_path):
-    (tmp_path / "grid.toml").write_text('methods = ["nosuch"]\ntasks = [[0, 1], [2, 3]]\n')
-    result = bench("run", "--config", tmp_path / "grid.toml", "--out", tmp_path / "runs")
-    assert "unknown method 'nosuch'" in result.one_line_error()
+def planned(bench, tmp_path, config: str) -> str:
+    """What ``bench run --config`` would run (``--dry-run``), for a config file of ``config``."""
+    (tmp_path / "grid.toml").write_text(f'models = ["{TINY_MODEL}"]\ndatasets = ["{TINY_DATASET}"]\n' + config)
+    result = bench("run", "--config", tmp_path / "grid.toml", "--out", tmp_path / "runs", "--dry-run",
+                   "--device", "cpu")
+    assert result.code == 0, result.err
+    return result.out
 
 
-def test_config_method_settings_as_dotted_keys(bench, tmp_path):
-    (tmp_path / "grid.toml").write_text('methods = ["nosuch"]\n[set]\nmwt.alpha = 0.5\n')
-    result = bench("run", "--config", tmp_path / "grid.toml", "--out", tmp_path / "runs")
-    assert "unknown method 'nosuch'" in result.one_line_error()
+def test_config_tasks_as_arrays(tmp_path):
+    from bench.grid.config import grid_from_options
+    from bench.grid.options import merge_options
+
+    (tmp_path / "grid.toml").write_text('tasks = [[0, 1], [2, 3]]\n')
+    grid = grid_from_options(merge_options({}, read_config_file(tmp_path / "grid.toml")))
+    assert grid.tasks == ((0, 1), (2, 3))
+
+
+def test_config_method_settings_as_tables(bench, tmp_path):
+    out = planned(bench, tmp_path, 'methods = ["mwt"]\n[set]\nepochs = 1\n[set.mwt]\nalpha = [0.5, 1.0]\n')
+    assert "mwt.alpha=0.5" in out and "mwt.alpha=1.0" in out  # a TOML array under [set.mwt] is a sweep
+    assert "3 cells, 0 done" in out
 
 
 def test_config_unknown_key(bench, tmp_path):

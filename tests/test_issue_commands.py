@@ -6,7 +6,6 @@ Slow (minutes each on a 2-core CPU): run with ``pytest -m slow``.
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,15 +23,19 @@ def records(runs: Path, method: str | None = None) -> list[dict]:
     return [r for r in found if method is None or r["method"] == method]
 
 
+def stage_files(runs: Path) -> dict[str, int]:
+    """Every stage file (the records aside) with its modification time in nanoseconds."""
+    return {str(p): p.stat().st_mtime_ns for p in runs.rglob("*") if p.suffix in (".json", ".pt")
+            and p.name != "record.json"}
+
+
 def by_model(found: list[dict]) -> dict[str, dict]:
     return {r["model"] + json.dumps(r["model_args"], sort_keys=True): r for r in found}
 
 
 def test_bench_run_with_no_arguments(tmp_path):
-    start = time.perf_counter()
     result = bench(tmp_path, "run", "--quiet")
     assert result.returncode == 0, result.stderr
-    assert time.perf_counter() - start < 5 * 60
     assert "modbench, smoke preset" in result.stdout and "module acc" in result.stdout
     found = records(tmp_path / "runs")
     assert len(found) == 6 and all(r["error"] is None for r in found)
@@ -48,9 +51,10 @@ def test_standard_smoke_on_digits_then_cached_rerun(tmp_path):
     assert record["model_metrics"]["test_acc"] >= 0.85
     task = record["tasks"][0]
     assert task["standard_acc"] > 0.9 and task["params"] > 0 and task["flops"] > 0
-    start = time.perf_counter()
+    stages = stage_files(tmp_path / "runs")
     again = bench(tmp_path, *args)
-    assert again.returncode == 0 and time.perf_counter() - start < 30  # loads, recomputes nothing
+    assert again.returncode == 0
+    assert stage_files(tmp_path / "runs") == stages  # every stage loaded, none recomputed or rewritten
     assert records(tmp_path / "runs")[0]["tasks"][0]["module_acc"] == task["module_acc"]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,12 +138,31 @@ def test_layout_helpers(tmp_path: Path):
     assert store.classes_label([7]) == "7"
 
 
-def test_locked_creates_the_directory(tmp_path: Path):
+LOCK_PROBE = """
+import sys
+from filelock import FileLock, Timeout
+try:
+    FileLock(sys.argv[1], timeout=0.2).acquire()
+    print("acquired")
+except Timeout:
+    print("busy")
+"""
+
+
+def lock_probe(directory: Path) -> str:
+    """What another process gets when it tries the directory's lock for 0.2 s."""
+    return subprocess.run([sys.executable, "-c", LOCK_PROBE, str(directory / ".lock")], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_locked_excludes_other_processes_until_released(tmp_path: Path):
     directory = tmp_path / "a" / "b"
     with store.locked(directory):
         assert directory.is_dir()
-    with store.locked(directory):  # re-entrant after release
-        pass
+        assert lock_probe(directory) == "busy"
+    assert lock_probe(directory) == "acquired"
+    with store.locked(directory):  # taken again after release
+        assert lock_probe(directory) == "busy"
 
 
 def test_pickle_module_unused_by_loader(saved):
