@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 import tomllib
 from pathlib import Path
@@ -30,6 +29,7 @@ from bench.protocol.method import Method
 from bench.refs import Ref
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, make_tiny_grid, use_plugin
 
+README = Path(__file__).resolve().parent.parent / "README.md"
 REPO = Path(__file__).resolve().parent.parent
 HOOKS = sorted(name for name, f in vars(hookspecs).items() if hasattr(f, "modbench_spec"))
 
@@ -458,37 +458,17 @@ def test_without_the_env_every_installed_plugin_loads(fake_entry_points, monkeyp
 
 # ----------------------------------------------------------------------------- a real installed plugin
 
-MYPLUG = '''
-"""A third-party modbench plugin: one method, built on the dummy method of bench.testing."""
-from bench.hookspecs import hookimpl
-from bench.testing import DummyMethod
+def readme_block(language: str) -> str:
+    """The first ``language`` code block of README.md's plugin section (what a plugin author copies)."""
+    section = README.read_text(encoding="utf-8").split("## Writing a method plugin", 1)[1]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
 
 
-class MyPlug(DummyMethod):
-    name = "myplug"
-    description = "myplug: a third-party method installed with pip"
-
-
-@hookimpl
-def register_methods(register):
-    register(MyPlug())
-'''
-
-MYPLUG_PYPROJECT = '''
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "myplug"
-version = "0.3.0"
-
-[project.entry-points.modbench]
-myplug = "myplug"
-
-[tool.setuptools]
-py-modules = ["myplug"]
-'''
+def readme_plugin_project(name: str) -> str:
+    """A pyproject for the README's plugin file: the README's own entry-point table, plus what pip needs."""
+    return (f'[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
+            f'[project]\nname = "{name}"\nversion = "0.3.0"\n\n{readme_block("toml")}\n'
+            f'[tool.setuptools]\npy-modules = ["{name}"]\n')
 
 
 def bench_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -499,10 +479,11 @@ def bench_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
 
 
 def test_an_installed_third_party_plugin(tmp_path):
+    """README.md's plugin example, as a researcher copies it into a package and pip-installs it."""
     source, site = tmp_path / "dist-src", tmp_path / "site"
     source.mkdir()
-    (source / "pyproject.toml").write_text(textwrap.dedent(MYPLUG_PYPROJECT))
-    (source / "myplug.py").write_text(MYPLUG)
+    (source / "pyproject.toml").write_text(readme_plugin_project("myplug"))
+    (source / "myplug.py").write_text(readme_block("python"))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(site), str(source)], check=True, capture_output=True, timeout=300)
@@ -512,8 +493,8 @@ def test_an_installed_third_party_plugin(tmp_path):
 
     listed = bench_command("list", "methods", env=env)
     assert listed.returncode == 0, listed.stderr
-    line = next(line for line in listed.stdout.splitlines() if "myplug" in line)
-    assert "a third-party method installed with pip" in line
+    line = next(line for line in listed.stdout.splitlines() if "l1masks" in line)
+    assert "myplug" in line and "L1 sparsity penalty" in line
 
     shown = bench_command("plugins", env=env)
     assert shown.returncode == 0, shown.stderr
@@ -522,15 +503,15 @@ def test_an_installed_third_party_plugin(tmp_path):
 
     out = tmp_path / "runs"
     tiny = [arg for setting in TINY_SETTINGS for arg in ("--set", setting)]
-    ran = bench_command("run", "--methods", "myplug", "--models", TINY_MODEL, "--datasets", TINY_DATASET,
+    ran = bench_command("run", "--methods", "l1masks", "--models", TINY_MODEL, "--datasets", TINY_DATASET,
                         "--tasks", "0,1", "--device", "cpu", "--quiet", "--out", str(out), *tiny, env=env)
     assert ran.returncode == 0, ran.stderr
     records = sorted(out.rglob("record.json"))
-    assert [p.relative_to(out).parts[2] for p in records] == ["myplug", "standard"]
-    assert "myplug" in ran.stdout  # the comparison table
+    assert [p.relative_to(out).parts[2] for p in records] == ["l1masks", "standard"]
+    assert "l1masks" in ran.stdout  # the comparison table
 
     hidden = bench_command("list", "methods", env={**env, "MODBENCH_LOAD_PLUGINS": ""})
-    assert hidden.returncode == 0 and "myplug" not in hidden.stdout and "mwt" in hidden.stdout
+    assert hidden.returncode == 0 and "l1masks" not in hidden.stdout and "mwt" in hidden.stdout
     print(f"installed-plugin test: {time.perf_counter() - start:.1f} s")
 
 
