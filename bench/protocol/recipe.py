@@ -46,7 +46,7 @@ class Recipe:
     activity_split: str = "train"  # "train" | "train_full"
     activity_augment: bool = False
     activity_samples: int = 256
-    latency_batch: int = 32
+    latency_batch: int | None = None  # the throughput batch of latency_ratio (None: 256 on a GPU, 128 on a CPU)
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
     deterministic: bool = False
     compile: bool = False
@@ -56,6 +56,12 @@ class Recipe:
         if self.precision == "auto":
             return "bf16" if device_type == "cuda" else "fp32"
         return self.precision
+
+    def throughput_batch(self, device_type: str) -> int:
+        """The batch ``latency_ratio`` is measured at on a device of ``device_type``."""
+        if self.latency_batch is not None:
+            return self.latency_batch
+        return 256 if device_type == "cuda" else 128
 
     def train_augment(self, dataset_augment: str) -> str:
         """The augmentation of training batches for a data set whose own is ``dataset_augment``."""
@@ -77,7 +83,7 @@ class Recipe:
                 raise UsageError(f"bad value for {name}: '{getattr(self, name)}' (choose {', '.join(choices)})")
         positive = ("epochs", "batch_size", "eval_batch_size", "activity_samples", "latency_batch")
         for name in positive:
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"bad value for {name}: {getattr(self, name)} (must be at least 1)")
         for name in ("lr", "finetune_lr", "weight_decay", "finetune_weight_decay", "momentum"):
             value = getattr(self, name)

@@ -17,7 +17,7 @@ from bench.protocol.recipe import Recipe
 
 # fine-tuning of reused ViT modules (and of the smoke no-BN CNNs): AdamW with the training decay
 VIT_FINETUNE = {"finetune_optimizer": "adamw", "finetune_lr": 5e-4, "finetune_weight_decay": 0.05}
-SMOKE_SIZES = {"activity_samples": 128, "latency_batch": 16}
+SMOKE_SIZES = {"activity_samples": 128}
 
 PAPER = FamilyPreset(
     "200 epochs: the authors' CNN recipes, AdamW with warm-up for ViTs",

@@ -94,7 +94,8 @@ class ReuseStage(Stage):
                  "retention": metrics.retention(kept.any(dim=0)),
                  "retention_sum": float(kept.sum()) / modules.masks.shape[1],
                  **self._size(module, ref), **merged,
-                 "latency_ratio": metrics.latency_ratio(module, ref.trained.model.model, r.recipe.latency_batch),
+                 **metrics.latency_ratios(module, ref.trained.model.model, self.ws.precision(r),
+                                          r.recipe.throughput_batch(self.ws.device.type)),
                  "finetune_history": history, "seconds": time.perf_counter() - start}
         self.ws.emit("stage_end", r, {"stage": "reuse", **entry})
         return Stored(entry, {k: v.detach().cpu() for k, v in module.state_dict().items()})
