@@ -4,7 +4,8 @@
 synchronised timing, repeats until the spread is small), at a throughput batch and at one image,
 in the precision the run trains in. On a CUDA GPU each forward pass is captured in a CUDA graph
 and replayed, so the times measure the GPU's work, not Python's launch overhead (which would
-make any two models of equal depth look equally fast); on a CPU the passes run on one thread.
+make any two models of equal depth look equally fast); on a CPU the passes run on one thread,
+timed by its CPU time.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ LATENCY_ROUNDS = 3  # module and reference timed alternately; the ratio is the m
 
 
 def _timer(device: torch.device) -> Callable[[], float]:
+    """The clock: the calling thread's CPU time on a CPU, else wall time after synchronising ``device``."""
+    if device.type == "cpu":
+        return time.thread_time
+
     def now() -> float:
         synchronize(device)
         return time.perf_counter()
@@ -37,9 +42,10 @@ def call_seconds(run: Callable[[], object], device: torch.device, max_seconds: f
     """Median seconds of one call of ``run`` (torch.utils.benchmark), work on ``device`` included.
 
     Repeats until the spread (IQR / median) is under 10% or ``max_seconds`` have passed; GPU work
-    is synchronised around every timed block. On a CPU it runs on one thread: a ratio of two such
-    times measures work, not how well a thread pool scales, and stays stable on a shared machine
-    (two threads on two busy cores time 3-10x slower and vary as much).
+    is synchronised around every timed block. On a CPU it runs on one thread and counts that
+    thread's CPU time: a ratio of two such times measures work, not how well a thread pool scales
+    or how busy the machine is (on two cores shared with other jobs, two threads time 3-10x slower
+    and wall-clock ratios swing by as much).
     """
     from torch.utils import benchmark
 
