@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from bench.models.layers import ConvUnit, Residual
+from bench.models.spec import check_width
 
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 RESCNN_LAYOUT = (  # (out channels, max-pool after, residual pair starts here)
@@ -19,8 +20,8 @@ RESCNN_LAYOUT = (  # (out channels, max-pool after, residual pair starts here)
 
 
 def scaled(channels: int, width: float) -> int:
-    """``channels`` times ``width``, rounded, at least 1."""
-    return max(1, round(channels * width))
+    """``channels`` times ``width``, rounded, at least 1 (ValueError for a width out of range)."""
+    return max(1, round(channels * check_width(width)))
 
 
 class CNN(nn.Module):

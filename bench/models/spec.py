@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,24 @@ from typing import Any
 from torch import nn
 
 from bench.errors import UsageError
+
+MAX_WIDTH = 16.0  # a width multiplier beyond this is a typo, not a model (VGG16 would have 8192 channels)
+MAX_DEPTH = 64
+
+
+def check_width(width: float) -> float:
+    """``width`` when it is a finite number in (0, MAX_WIDTH]; ValueError saying so otherwise."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not (
+            math.isfinite(width) and 0 < width <= MAX_WIDTH):
+        raise ValueError(f"width must be a number in (0, {MAX_WIDTH:g}], got {width!r}")
+    return width
+
+
+def check_depth(depth: int) -> int:
+    """``depth`` when it is an integer from 1 to MAX_DEPTH; ValueError saying so otherwise."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
+        raise ValueError(f"depth must be an integer from 1 to {MAX_DEPTH}, got {depth!r}")
+    return depth
 
 
 @dataclass(frozen=True)

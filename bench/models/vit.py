@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.models.layers import LinearUnit
+from bench.models.spec import check_depth, check_width
 
 
 class Attention(nn.Module):
@@ -145,6 +146,8 @@ class ViT(nn.Module):
 
 
 def _vit(num_classes: int, width: float, depth: int, heads: int, distilled: bool) -> ViT:
+    check_width(width)
+    check_depth(depth)
     dim = max(heads, round(384 * width / heads) * heads)
     return ViT(num_classes, dim=dim, depth=depth, heads=heads, mlp_dim=max(1, round(1536 * width)),
                distilled=distilled)
