@@ -146,15 +146,17 @@ def cached(path: Path, key: str, compute: Callable[[], Stored], restore: Callabl
     """
     if read_only:
         stored = _read_stored(path, key, map_location)
-        if stored is None:
-            raise StageMissing(f"{path} is missing, damaged or out of date; `{rebuild}` recomputes it")
+        if isinstance(stored, Unusable):
+            raise StageMissing(f"{stored.reason}; `{rebuild}` recomputes it")
         try:
             return restore(stored)
         except (CorruptArtifact, RuntimeError, KeyError) as exc:
             raise StageMissing(f"{path} cannot be used ({exc}); `{rebuild}` recomputes it") from None
     with locked(path.parent):
         stored = _read_stored(path, key, map_location)
-        if stored is not None:
+        if isinstance(stored, Unusable):
+            log.log(stored.level, "%s; computing it again", stored.reason)
+        else:
             try:
                 return restore(stored)
             except (CorruptArtifact, RuntimeError, KeyError) as exc:
@@ -178,21 +180,32 @@ def _write_stored(path: Path, key: str, stored: Stored) -> None:
     write_json(path, entry)
 
 
-def _read_stored(path: Path, key: str, map_location: str | torch.device) -> Stored | None:
-    """The stage stored at ``path`` when its key matches and its tensor file verifies, else None (logged)."""
-    entry = read_json(path)
+@dataclass
+class Unusable:
+    """Why a stage's files cannot be used (the reason names the file), and how loudly a run says so."""
+
+    reason: str
+    level: int = logging.WARNING
+
+
+def _read_stored(path: Path, key: str, map_location: str | torch.device) -> Stored | Unusable:
+    """The stage stored at ``path`` when its key matches and its tensor file verifies, else why not."""
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        return Unusable(f"{path} is missing", logging.DEBUG)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return Unusable(f"{path} is unreadable ({exc})")
     if not isinstance(entry, dict) or not isinstance(entry.get("info"), dict):
-        return None
+        return Unusable(f"{path} is not a stage's entry")
     if entry.get("key") != key:
-        log.info("%s was computed with other settings; computing it again", path)
-        return None
+        return Unusable(f"{path} was computed with other settings", logging.INFO)
     if entry.get("sha256") is None:
         return Stored(entry["info"])
     try:
         tensors = load_tensors(path.with_suffix(".pt"), entry["sha256"], map_location)
     except CorruptArtifact as exc:
-        log.warning("%s; computing it again", exc)
-        return None
+        return Unusable(str(exc))
     return Stored(entry["info"], tensors, entry["sha256"])
 
 

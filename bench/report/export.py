@@ -11,6 +11,7 @@ returns logits over the task's classes, in the order of ``--task``.
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
 import torch
@@ -77,6 +78,8 @@ def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Pat
     """Rebuild the reused module of ``record`` for ``classes`` and save it as a torch.export program."""
     if record["error"]:
         raise UsageError(f"record {record['run_id']} failed ({record['error']}); nothing to export")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'module.pt2'}")
     if not any(tuple(t["classes"]) == classes for t in record["tasks"]):
         done = ", ".join(",".join(map(str, t["classes"])) for t in record["tasks"]) or "none"
         raise UsageError(f"record {record['run_id']} has no module for task {','.join(map(str, classes))} "
@@ -106,17 +109,12 @@ def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Pat
 
 
 def _save(program: torch.export.ExportedProgram, out: Path) -> None:
-    """Save atomically: a failed write leaves no half file at ``out``."""
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'module.pt2'}")
+    """Save atomically (a failed write leaves no half file at ``out``); a place that cannot be written is one line."""
     from bench.pipeline.store import atomic_write
 
-    tmp = out.with_name(f".{out.name}.export")
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.export.save(program, str(tmp))
-        atomic_write(out, tmp.read_bytes())
+        atomic_write(out, buffer.getvalue())
     except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
