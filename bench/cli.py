@@ -53,6 +53,13 @@ class LazyGroup(click.Group):
         self._add_plugin_commands()
         return super().list_commands(ctx)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; Ctrl-C leaves as click's Abort, without the blank line click prints for it."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="modbench")
@@ -330,10 +337,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code
-    except click.Abort:
-        click.echo("aborted", err=True)
-        code = 130
-    except KeyboardInterrupt:
+    except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("interrupted: finished stages are kept; run the same command again to resume", err=True)
         code = 130
     except BenchError as exc:
