@@ -114,10 +114,10 @@ def run(config_file: Path | None, **given: Any) -> int:
                        {k: v for k, v in options.get(executor, {}).items() if v}, values["retry_failed"])
     if records:
         print_summary(records, f"modbench, {grid.preset} preset")
-    failed = [r for r in records if r.get("error")]
+    failed = [r for r in records if r.get("error") or r.get("last_error")]  # last_error: kept earlier figures
     if failed:
-        click.echo(f"{len(failed)} of {len(records)} records failed; see their 'error' field (bench show RUN)",
-                   err=True)
+        click.echo(f"{len(failed)} of {len(records)} records failed; see their 'error' or 'last_error' field "
+                   "(bench show RUN)", err=True)
         return 1
     return 0
 

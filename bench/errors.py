@@ -34,3 +34,9 @@ class StageMissing(BenchError):
     """A stage that a read-only command (show, export) needs is missing or damaged; it never recomputes."""
 
     exit_code = 1
+
+
+class StoreUnwritable(BenchError):
+    """The runs directory cannot be written (a full disk, a read-only folder): the run stops there."""
+
+    exit_code = 1

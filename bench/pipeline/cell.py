@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, StoreUnwritable
 from bench.grid.config import CellConfig
 from bench.grid.resolve import Resolved
 from bench.pipeline import layout, store
@@ -80,7 +80,11 @@ class CellRunner:
             for threshold in cell.grid.thresholds[len(records):]:
                 directory = self.record_dir(r, threshold)
                 failed = self.record.build(r, env, threshold, directory, Figures(figures.model_metrics), message)
-                records.append(self.record.write_failure(directory, failed, message))
+                try:
+                    records.append(self.record.write_failure(directory, failed, message))
+                except OSError as err:  # a full disk or a folder made read-only meanwhile: the grid stops here
+                    raise StoreUnwritable(f"{cell.label} failed ({message}), and its record cannot be written in "
+                                          f"{directory} ({err.strerror or err})") from None
         for record in records:
             self.ws.emit("run_end", r, dict(record))
         return records
