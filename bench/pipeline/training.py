@@ -31,7 +31,8 @@ class Schedule:
 
     ``horizon`` stretches a cosine schedule beyond the epochs run (the MwT/NeMo authors fine-tune
     modules with a cosine of twice the fine-tuning epochs); ``lr_setting`` names the recipe value
-    that sets ``lr`` (what a divergence message advises to lower).
+    that sets ``lr`` (what a divergence message advises to lower); ``loss_settings`` are the other
+    settings that shape the loss (``nemo.tau=0.2``), which that message names too.
     """
 
     epochs: int
@@ -40,6 +41,12 @@ class Schedule:
     warmup_epochs: int = 0
     horizon: float = 1.0
     lr_setting: str = "lr"
+    loss_settings: tuple[str, ...] = ()
+
+    def divergence_advice(self) -> str:
+        """What to change when the loss diverges: the learning rate's setting, and the loss's own."""
+        advice = f"try a smaller {self.lr_setting} with --set {self.lr_setting}=..."
+        return advice + (f", or other values of {', '.join(self.loss_settings)}" if self.loss_settings else "")
 
 
 def make_optimizer(recipe: Recipe, groups: list[dict], lr: float) -> torch.optim.Optimizer:
@@ -152,9 +159,8 @@ def fit(
                 on_batch()
         row = {"epoch": epoch + 1, **{k: float(v) / max(steps, 1) for k, v in sums.items()}}
         if not math.isfinite(row.get("loss", 0.0)):
-            raise Diverged(f"training diverged: the loss is {row['loss']} at epoch {epoch + 1} (try a smaller "
-                           f"{schedule.lr_setting} with --set {schedule.lr_setting}=..., or smaller mask-loss "
-                           "weights of the method)")
+            raise Diverged(f"training diverged: the loss is {row['loss']} at epoch {epoch + 1} "
+                           f"({schedule.divergence_advice()})")
         if val is not None:
             row["val_acc"] = accuracy(model, val)
             if select_best and (best is None or row["val_acc"] > best[0]):

@@ -45,6 +45,12 @@ def stage_values(hparams: Any, stage: str) -> dict[str, Any]:
             if f.metadata.get("stage", "train") == stage}
 
 
+def loss_settings(r: Resolved) -> tuple[str, ...]:
+    """The method's training hyperparameters as ``nemo.tau=0.2`` (a divergence message names them)."""
+    values = stage_values(r.hparams, "train").items()
+    return tuple(f"{r.method.name}.{key}={value}" for key, value in values if value is not None)
+
+
 @dataclass
 class Trained:
     """A trained model, its history and timing, where it is stored and its file's checksum."""
@@ -131,7 +137,8 @@ class TrainStage(Stage):
             return r.spec.build(data.num_classes, **r.model.kwargs).to(device)
 
         def fit(model: nn.Module, loss_fn: Any = None, groups: list[dict] | None = None) -> list[dict[str, float]]:
-            schedule = Schedule(r.recipe.epochs, r.recipe.lr, r.recipe.schedule, r.recipe.warmup_epochs)
+            schedule = Schedule(r.recipe.epochs, r.recipe.lr, r.recipe.schedule, r.recipe.warmup_epochs,
+                                loss_settings=loss_settings(r))
             return self.ws.fit(r, model, schedule, "train", loss_fn=loss_fn, groups=groups)
 
         task_loss, start_model = cross_entropy_loss, None
