@@ -14,7 +14,7 @@ TINY_SEARCH = ("cnnsplitter.population=4", "cnnsplitter.generations=2", "cnnspli
 
 
 def test_cnnsplitter_runs_from_the_standard_model_and_records_both_reuse_forms(tiny_grid):
-    records = run_grid(tiny_grid(methods="standard,cnnsplitter", sets=TINY_SEARCH, tasks=((0, 1), (1, 2, 3))))
+    records = run_grid(tiny_grid(methods="standard,cnnsplitter", sets=TINY_SEARCH, tasks=((1, 2, 3),)))
     by_method = {r["method"]: r for r in records}
     assert all(r["error"] is None for r in records)
     splitter, standard = by_method["cnnsplitter"], by_method["standard"]
