@@ -30,6 +30,12 @@ class MwTHparams(MaskedHparams):
     alpha: float = 0.5
     beta: float = 1.5
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("alpha", "beta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
+
 
 def cohesion_coupling_loss(masks: list[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(cohesion loss, coupling loss) averaged over layers; masks are (batch, units) each."""

@@ -36,6 +36,13 @@ class NeMoHparams(MaskedHparams):
     alpha: float = 1.0
     tau: float = 0.2
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be at least 0, got {self.alpha}")
+        if self.tau <= 0:
+            raise ValueError(f"tau must be greater than 0, got {self.tau}")
+
 
 def contrastive_mask_loss(masks: list[torch.Tensor], labels: torch.Tensor, tau: float) -> torch.Tensor:
     """NeMo's L_con averaged over layers; masks are (batch, units) each."""

@@ -51,6 +51,8 @@ class MaskedHparams:
     def __post_init__(self) -> None:
         check_extraction(self.extraction)
         check_empty_layer(self.empty_layer)
+        if self.mask_lr is not None and not self.mask_lr > 0:
+            raise ValueError(f"mask_lr must be greater than 0 (or none: the model's), got {self.mask_lr}")
 
 
 class MaskedMethod(Method):
