@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data.files import load_folder, load_npz
+from bench.data.pickles import load_arrays
 from bench.data.prepare import channel_stats, make_bundle, reject_options
 from bench.data.tensors import DataBundle, TensorData, crop_windows, derive_seed, stratified_split
 from bench.errors import DataNotFound, UsageError
@@ -191,8 +191,8 @@ load_cifar100 = _cifar_loader("cifar100", True, CIFAR100_NORM)
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    """A CIFAR-100 batch or meta file (Python 2 pickles), built by the restricted ``ArraysOnly`` unpickler."""
+    return load_arrays(path, encoding="latin1")
 
 
 def _coarse_split(dataset: Any) -> TensorData:

@@ -14,7 +14,6 @@ checked for shapes and ranges, and any problem is one line naming the file.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.data.pickles import load_arrays
 from bench.errors import BenchError, UsageError
 from bench.models.layers import ConvUnit, units
 from bench.modular.importance import importance_orders
@@ -34,30 +34,12 @@ CHOSEN = {  # folder: (generation, population row per class), from the authors' 
     "rescnn_svhn": (107, (0, 0, 0, 22, 0, 0, 0, 0, 0, 0)),
 }
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what the published models were trained with
-NUMPY_ARRAY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
-
-
-class _ArraysOnly(pickle.Unpickler):
-    """An unpickler that builds lists, numbers and plain numpy arrays, and nothing else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in NUMPY_ARRAY_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CNNSplitter file never holds")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("it refers to persistent objects")
 
 
 def read_pickle(path: Path) -> Any:
-    """The content of a CNNSplitter pickle, built by ``_ArraysOnly``; BenchError naming ``path`` otherwise."""
+    """A CNNSplitter pickle, built by ``bench.data.pickles.ArraysOnly``; BenchError naming ``path`` otherwise."""
     try:
-        with open(path, "rb") as f:
-            return _ArraysOnly(f).load()
+        return load_arrays(path)
     except OSError as exc:
         raise BenchError(f"{path}: cannot be read ({exc.strerror})") from None
     except Exception as exc:  # truncated, foreign or hostile content: all one line
