@@ -77,7 +77,7 @@ def without_timings(value: Any) -> Any:
     git commit, which a concurrent commit in the checkout may change while the suite runs)."""
     if isinstance(value, dict):
         return {k: without_timings(v) for k, v in value.items()
-                if not k.endswith("seconds") and k not in ("started", "latency_ratio", "git")}
+                if not k.endswith("seconds") and not k.startswith("latency_ratio") and k not in ("started", "git")}
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
