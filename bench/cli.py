@@ -334,6 +334,10 @@ def main() -> None:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except click.UsageError as exc:  # one line like every other error, with where the help is
+        where = exc.ctx.command_path if exc.ctx else "bench"
+        click.echo(f"error: {exc.format_message().rstrip('.')} (see {where} --help)", err=True)
+        code = exc.exit_code
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code
