@@ -9,7 +9,7 @@ from bench.models.cnn import resnet18
 from bench.models.vit import vit_s
 from bench.modular.masking import attach_generators, current_masks, maskable_units
 
-BUILDS = {"vit_s": lambda: vit_s(10, width=0.25, depth=3), "resnet18": lambda: resnet18(10, width=0.25)}
+BUILDS = {"vit_s": lambda: vit_s(10, width=0.25, depth=3), "resnet18": lambda: resnet18(10, width=0.125)}
 
 
 def ungrouped(model: torch.nn.Module) -> torch.nn.Module:
@@ -22,7 +22,7 @@ def ungrouped(model: torch.nn.Module) -> torch.nn.Module:
 
 def step(model: torch.nn.Module) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Masks and generator gradients of one forward and backward pass on fixed images."""
-    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     out = model(x)
     masks = current_masks(model)
     (out.pow(2).mean() + sum(m.sum() for m in masks)).backward()
