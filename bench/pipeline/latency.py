@@ -1,6 +1,6 @@
 """Inference latency of a reused module against its model, both timed the same way.
 
-``latency_ratios`` times the two models alternately with ``torch.utils.benchmark`` (warm-up,
+``latency_ratios`` times module, model, module again with ``torch.utils.benchmark`` (warm-up,
 synchronised timing, repeats until the spread is small), at a throughput batch and at one image,
 in the precision the run trains in. On a CUDA GPU each forward pass is captured in a CUDA graph
 and replayed, so the times measure the GPU's work, not Python's launch overhead (which would
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import statistics
 import time
 from collections.abc import Callable, Iterator
 
@@ -23,7 +22,6 @@ from bench.pipeline.env import synchronize
 
 LATENCY_PRECISIONS = ("fp32", "bf16")
 LATENCY_WARMUP = 3  # untimed passes per model and batch size (GPU autotuning, allocator, caches)
-LATENCY_ROUNDS = 3  # module and reference timed alternately; the ratio is the median over rounds
 
 
 def _timer(device: torch.device) -> Callable[[], float]:
@@ -82,14 +80,29 @@ def _runners(models: tuple[nn.Module, ...], x: torch.Tensor) -> list[Callable[[]
     return [functools.partial(m, x) for m in models]
 
 
+@contextlib.contextmanager
+def _threads(device: torch.device) -> Iterator[None]:
+    """One intra-op thread inside when ``device`` is a CPU (warm-up passes included), as ``call_seconds`` times."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _ratio_at(module: nn.Module, reference: nn.Module, batch: int, precision: str, max_seconds: float) -> float:
     weight = next(reference.parameters())
     x = torch.randn(batch, 3, 32, 32, device=weight.device, dtype=weight.dtype)
-    with torch.autocast(weight.device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False):
+    autocast = torch.autocast(weight.device.type, dtype=torch.bfloat16, enabled=precision == "bf16",
+                              cache_enabled=False)
+    with _threads(x.device), autocast:
         run_module, run_reference = _runners((module, reference), x)
-        ratios = [call_seconds(run_module, x.device, max_seconds) / call_seconds(run_reference, x.device, max_seconds)
-                  for _ in range(LATENCY_ROUNDS)]
-    return statistics.median(ratios)
+        # module, reference, module again: a drift of the machine's speed affects both sides alike
+        before, reference_seconds, after = (call_seconds(run, x.device, max_seconds)
+                                            for run in (run_module, run_reference, run_module))
+    return (before + after) / 2 / reference_seconds
 
 
 @contextlib.contextmanager
@@ -110,8 +123,8 @@ def latency_ratios(module: nn.Module, reference: nn.Module, precision: str, thro
 
     ``latency_ratio`` at ``throughput_batch`` images, ``latency_ratio_b1`` at one image. Both
     models run in ``precision`` ('fp32', or 'bf16': bfloat16 autocast, as in training) and are
-    timed the same way (``call_seconds``, at most ``max_seconds`` per measurement), alternately,
-    so a slow moment affects both.
+    timed the same way (``call_seconds``, at most ``max_seconds`` per measurement), the module
+    before and after the reference, so a drift of the machine's speed affects both sides alike.
     """
     if precision not in LATENCY_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(LATENCY_PRECISIONS)}, not {precision!r}")
