@@ -132,8 +132,3 @@ def latency_ratios(module: nn.Module, reference: nn.Module, precision: str, thro
         return {"latency_ratio": _ratio_at(module, reference, throughput_batch, precision, max_seconds),
                 "latency_ratio_b1": _ratio_at(module, reference, 1, precision, max_seconds)}
 
-
-def latency_ratio(module: nn.Module, reference: nn.Module, batch_size: int = 32, precision: str = "fp32") -> float:
-    """``latency_ratios``' ratio at ``batch_size`` images alone (the reuse stage's call until it records both)."""
-    with _evaluating(module, reference):
-        return _ratio_at(module, reference, batch_size, precision, max_seconds=0.25)

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from bench.pipeline.latency import latency_ratio as latency_ratio
 from bench.pipeline.latency import latency_ratios as latency_ratios
 from bench.protocol.modules import ActivityStats, ModuleSet
 
