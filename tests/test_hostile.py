@@ -1,0 +1,522 @@
+"""Hostile input: every bad value, file and place a user can hand ``bench``, each answered by its exit code
+(2: bad usage, 1: a failed run) and one line that says what was wrong, never a traceback; and the store
+defects of issue 11, each reproduced on a tiny run and shown fixed.
+
+The cases run in process through ``bench.cli.main``, as the console script runs it. Runs that must compute
+something copy one finished tiny run and recompute only what the case needs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import resource
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import bench.cli
+import bench.pipeline.stages.train
+from bench.grid.config import grid_from_options, read_config_file
+from bench.grid.options import merge_options
+from bench.pipeline import store
+from bench.record import RECORD_SCHEMA, read_record
+from bench.report.load import load_records
+from bench.report.rows import task_rows
+from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, use_plugin
+
+SETTINGS = [item for setting in TINY_SETTINGS for item in ("--set", setting)]
+GRID = ["--models", TINY_MODEL, "--datasets", TINY_DATASET, "--tasks", "0,1", "--device", "cpu", "--quiet",
+        *SETTINGS]
+RUN = ["run", "--methods", "standard", *GRID]
+CONFIG_RUN = ["run", "--methods", "standard", "--device", "cpu", "--quiet"]  # leaves tasks and settings to --config
+
+
+@dataclass
+class Result:
+    """What one ``bench`` command did: exit code, standard output, standard error."""
+
+    code: int
+    out: str
+    err: str
+
+    def line(self) -> str:
+        """The one line on standard error (asserting there is exactly one, and no traceback)."""
+        assert "Traceback" not in self.err, self.err
+        lines = self.err.strip().splitlines()
+        assert len(lines) == 1, self.err
+        return lines[0]
+
+
+def main(args: list[object]) -> int:
+    """``bench ARGS`` in process, as the console script runs it; its exit code."""
+    saved = sys.argv
+    sys.argv = ["bench", *map(str, args)]
+    try:
+        bench.cli.main()
+    except SystemExit as exit_info:
+        return exit_info.code
+    finally:
+        sys.argv = saved
+    raise AssertionError("bench.cli.main returned without sys.exit")
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch) -> Callable[..., Result]:
+    """Run ``bench ...`` in process; returns its exit code and output."""
+    monkeypatch.setenv("COLUMNS", "250")
+
+    def invoke(*args: object) -> Result:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished tiny run of the standard method (task 0,1): the runs folder."""
+    runs = tmp_path_factory.mktemp("hostile") / "runs"
+    assert main([*RUN, "--out", runs]) == 0
+    return runs
+
+
+@pytest.fixture
+def runs(finished, tmp_path) -> Path:
+    """A private copy of the finished run, to damage and re-run."""
+    return Path(shutil.copytree(finished, tmp_path / "runs"))
+
+
+def record_dir(runs: Path) -> Path:
+    """The folder of the (only) record under ``runs``."""
+    (path,) = runs.rglob("record.json")
+    return path.parent
+
+
+def train_dir(runs: Path) -> Path:
+    """The train stage's folder of the (only) record under ``runs``."""
+    return record_dir(runs).parent.parent
+
+
+def unwritable(tmp_path: Path) -> Path:
+    """A folder this process cannot write in (a read-only folder; /sys/kernel for root, who ignores modes)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if not os.access(folder, os.W_OK):
+        return folder
+    system = Path("/sys/kernel")
+    try:
+        (system / "modbench-probe").touch()
+    except OSError:
+        return system
+    pytest.skip("no read-only folder is available to this user")
+
+
+# ----------------------------------------------------------------------------- bad input before any work
+
+
+@dataclass(frozen=True)
+class Where:
+    """Places a case may name: a scratch folder, a finished run and its record folder, a read-only folder."""
+
+    tmp: Path
+    runs: Path
+    run: Path
+    read_only: Path
+
+
+def config(where: Where, text: str | bytes) -> Path:
+    """A config file holding ``text``."""
+    path = where.tmp / "grid.toml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def a_file(where: Where, name: str = "a-file", text: str = "not a folder") -> Path:
+    """A regular file."""
+    path = where.tmp / name
+    path.write_text(text)
+    return path
+
+
+USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, what the one line says)
+    "width 0": (lambda w: [*RUN, "--models", "simcnn:width=0"], "width must be a number in (0, 16], got 0.0"),
+    "width < 0": (lambda w: [*RUN, "--models", "resnet18:width=-1"], "width must be a number in (0, 16]"),
+    "width nan": (lambda w: [*RUN, "--models", "vgg16:width=nan"], "got nan"),
+    "width inf": (lambda w: [*RUN, "--models", "rescnn:width=inf"], "got inf"),
+    "width huge": (lambda w: [*RUN, "--models", "vit_s:width=1e30"], "width must be a number in (0, 16]"),
+    "vit depth 0": (lambda w: [*RUN, "--models", "vit_s:depth=0"], "depth must be an integer from 1 to 64, got 0"),
+    "deit depth huge": (lambda w: [*RUN, "--models", "deit_s:depth=10000000000"], "depth must be an integer"),
+    "depth not int": (lambda w: [*RUN, "--models", "vit_s:depth=2.5"], "depth=2.5 should be a int"),
+    "bn not bool": (lambda w: [*RUN, "--models", "simcnn:bn=maybe"], "bn='maybe' should be a bool"),
+    "unknown model arg": (lambda w: [*RUN, "--models", "vit_s:heads=3"], "takes no argument 'heads'"),
+    "nemo alpha < 0": (lambda w: [*RUN, "--methods", "nemo", "--set", "nemo.alpha=-1"],
+                       "method nemo: alpha must be at least 0, got -1.0"),
+    "nemo tau 0": (lambda w: [*RUN, "--methods", "nemo", "--set", "nemo.tau=0"],
+                   "method nemo: tau must be greater than 0, got 0.0"),
+    "nemo tau in a sweep": (lambda w: [*RUN, "--methods", "nemo", "--set", "nemo.tau=0.2,-1"],
+                            "tau must be greater than 0, got -1.0"),
+    "mwt beta < 0": (lambda w: [*RUN, "--methods", "mwt", "--set", "mwt.beta=-1"], "mwt: beta must be at least 0"),
+    "mwt alpha < 0": (lambda w: [*RUN, "--methods", "mwt", "--set", "mwt.alpha=-0.5"], "alpha must be at least 0"),
+    "mask_lr 0": (lambda w: [*RUN, "--methods", "mwt", "--set", "mwt.mask_lr=0"], "mask_lr must be greater than 0"),
+    "nan setting": (lambda w: [*RUN, "--methods", "nemo", "--set", "nemo.alpha=nan"], "'nan' is not a float"),
+    "epochs 0": (lambda w: [*RUN, "--set", "epochs=0"], "bad value for epochs: 0"),
+    "seed too big": (lambda w: [*RUN, "--seeds", "99999999999"], "seed 99999999999 is out of range"),
+    "seed < 0": (lambda w: [*RUN, "--seeds", "-1"], "seed -1 is out of range"),
+    "seed not int": (lambda w: [*RUN, "--seeds", "one"], "bad seeds 'one'"),
+    "empty methods": (lambda w: [*RUN, "--methods", ""], "--methods is empty"),
+    "empty seeds": (lambda w: [*RUN, "--seeds", ","], "--seeds is empty"),
+    "empty thresholds": (lambda w: [*RUN, "--thresholds", ""], "--thresholds is empty"),
+    "threshold 0": (lambda w: [*RUN, "--thresholds", "0"], "thresholds must be in (0, 1]"),
+    "threshold > 1": (lambda w: [*RUN, "--thresholds", "0.5,1.5"], "thresholds must be in (0, 1]"),
+    "one-class task": (lambda w: [*RUN, "--tasks", "0"], "task '0' has one class"),
+    "class twice": (lambda w: [*RUN, "--tasks", "1,1"], "task '1,1' names a class twice"),
+    "class < 0": (lambda w: [*RUN, "--tasks", "0,-1"], "class ids cannot be negative"),
+    "class not int": (lambda w: [*RUN, "--tasks", "a,b"], "bad task 'a,b'"),
+    "class out of range": (lambda w: [*RUN, "--tasks", "0,7"], "class id 7 is out of range"),
+    "dataset size 0": (lambda w: [*RUN, "--datasets", "synthetic:size=0"], "option size of dataset synthetic"),
+    "dataset one class": (lambda w: [*RUN, "--datasets", "synthetic:classes=1"], "must be at least 2, got 1"),
+    "dataset arg unknown": (lambda w: [*RUN, "--datasets", "synthetic:colour=1"], "takes no option colour"),
+    "dataset arg not int": (lambda w: [*RUN, "--datasets", "synthetic:size=big"], "must be an integer, got 'big'"),
+    "unknown preset": (lambda w: [*RUN, "--preset", "fast"], "unknown preset 'fast'"),
+    "unknown logger": (lambda w: [*RUN, "--log", "wandb"], "unknown logger 'wandb'"),
+    "slurm without slurm": (lambda w: [*RUN, "--executor", "slurm"], "--executor slurm"),
+    "unknown option": (lambda w: [*RUN, "--epochs", "3"], "No such option '--epochs'"),
+    "bad executor": (lambda w: [*RUN, "--executor", "k8s"], "'k8s' is not one of 'local', 'ray', 'slurm'"),
+    "config set as text": (lambda w: [*CONFIG_RUN, "--config", config(w, 'set = "epochs=1"')],
+                           "config option 'set' must be a table"),
+    "config not utf-8": (lambda w: [*CONFIG_RUN, "--config", config(w, b'methods = "standard"\n# \xff\xfe\n')],
+                         "is not UTF-8 text"),
+    "config not toml": (lambda w: [*CONFIG_RUN, "--config", config(w, "methods = [")], "is not valid TOML"),
+    "config a folder": (lambda w: [*CONFIG_RUN, "--config", w.tmp], "is a folder"),
+    "config unknown key": (lambda w: [*CONFIG_RUN, "--config", config(w, "epochs = 3")], "unknown option 'epochs'"),
+    "config bad tasks": (lambda w: [*CONFIG_RUN, "--config", config(w, "tasks = 5")], "config option 'tasks' must"),
+    "config one-class task": (lambda w: [*CONFIG_RUN, "--config", config(w, 'tasks = "3"')], "task '3' has one class"),
+    "out a file": (lambda w: [*RUN, "--out", a_file(w)], "is a file; give a folder for the runs"),
+    "out inside a file": (lambda w: [*RUN, "--out", a_file(w) / "runs"], "cannot write there (Not a directory)"),
+    "out read-only": (lambda w: [*RUN, "--out", w.read_only / "runs"], "cannot write there"),
+    "show a JSON list": (lambda w: ["show", a_file(w, "list.json", "[1, 2]")], "not a record (a JSON list"),
+    "show a JSON string": (lambda w: ["show", a_file(w, "text.json", '"run"')], "not a record (a JSON string"),
+    "show a schema-1 stub": (lambda w: ["show", a_file(w, "old.json", '{"schema": 1}')], "invalid record: missing"),
+    "show a truncated record": (lambda w: ["show", a_file(w, "half.json", '{"schema": 2, "run_')], "not JSON"),
+    "show nothing": (lambda w: ["show", w.tmp / "nothing"], "no record at"),
+    "report --out read-only": (lambda w: ["report", "--runs", w.runs, "--out", w.read_only / "r.md"],
+                               "cannot write there"),
+    "report --out a folder": (lambda w: ["report", "--runs", w.runs, "--out", w.tmp], "is a folder"),
+    "report --plots a file": (lambda w: ["report", "--runs", w.runs, "--plots", a_file(w)], "is a file"),
+    "report --plots read-only": (lambda w: ["report", "--runs", w.runs, "--plots", w.read_only / "plots"],
+                                 "cannot write there"),
+    "report no runs": (lambda w: ["report", "--runs", w.tmp / "nothing"], "no records under"),
+    "report bad compare": (lambda w: ["report", "--runs", w.runs, "--compare", "mwt"], "takes two methods"),
+    "report bad format": (lambda w: ["report", "--runs", w.runs, "--format", "xls"], "'xls' is not one of"),
+    "export --out a folder": (lambda w: ["export", w.run, "--task", "0,1", "--out", w.tmp], "is a folder"),
+    "export --out read-only": (lambda w: ["export", w.run, "--task", "0,1", "--out", w.read_only / "m.pt2"],
+                               "cannot write there"),
+    "export a task not run": (lambda w: ["export", w.run, "--task", "2,3", "--out", w.tmp / "m.pt2"],
+                              "has no module for task 2,3"),
+    "export a bad task": (lambda w: ["export", w.run, "--task", "x", "--out", w.tmp / "m.pt2"], "bad task 'x'"),
+    "export without --task": (lambda w: ["export", w.run, "--out", w.tmp / "m.pt2"], "Missing option '--task'"),
+    "unknown command": (lambda w: ["frobnicate"], "No such command 'frobnicate'"),
+}
+FAILED = {  # exit code 1: a file that is not a usable record
+    "show a JSON list", "show a JSON string", "show a schema-1 stub", "show a truncated record",
+}
+
+
+@pytest.mark.parametrize("case", USAGE)
+def test_bad_input_is_one_line_and_computes_nothing(case, cli, finished, tmp_path):
+    arguments, expected = USAGE[case]
+    where = Where(tmp_path, finished, record_dir(finished), unwritable(tmp_path))
+    args = arguments(where)
+    if args[0] == "run" and "--out" not in args:
+        args += ["--out", tmp_path / "runs"]
+    line = (result := cli(*args)).line()
+    assert result.code == (1 if case in FAILED else 2), line
+    assert line.startswith("error: ") and expected in line
+    assert not list((tmp_path / "runs").rglob("*.json"))
+
+
+def test_there_are_at_least_forty_kinds_of_bad_input():
+    assert len(USAGE) >= 40
+
+
+def test_a_config_task_is_one_task(tmp_path):
+    """Defect 6: tasks = "0,1" and tasks = [0, 1] are one two-class task, not two one-class tasks."""
+    for text, expected in (('tasks = "0,1"', ((0, 1),)), ("tasks = [0, 1]", ((0, 1),)),
+                           ('tasks = ["0,1", "2,3"]', ((0, 1), (2, 3))), ("tasks = [[0, 1], [2, 3, 4]]",
+                                                                          ((0, 1), (2, 3, 4)))):
+        path = tmp_path / "grid.toml"
+        path.write_text(text)
+        assert grid_from_options(merge_options({}, read_config_file(path))).tasks == expected
+
+
+def test_a_one_class_task_only_when_asked_for(tmp_path):
+    given = {"tasks": ("0",), "one_class_tasks": True}
+    assert grid_from_options(merge_options(given, {})).tasks == ((0,),)
+
+
+# ----------------------------------------------------------------------------- read-only commands never compute
+
+
+def test_export_of_a_damaged_model_names_it_and_never_trains(cli, runs, monkeypatch):
+    """Defect 2: export on a damaged model.pt says so, with the command that rebuilds it; no training."""
+    model = train_dir(runs) / "model.pt"
+    model.write_bytes(b"damaged")
+    monkeypatch.setattr(bench.pipeline.stages.train.TrainStage, "_train", lambda *a: pytest.fail("export trained"))
+    result = cli("export", record_dir(runs), "--task", "0,1", "--out", runs.parent / "m.pt2")
+    line = result.line()
+    assert result.code == 1
+    assert f"{model} does not match its recorded checksum; `bench run` recomputes it" in line
+    assert model.read_bytes() == b"damaged" and not (runs.parent / "m.pt2").exists()
+    assert cli("show", record_dir(runs)).code == 0
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_damaged_reused_module_is_reported_then_rebuilt(damage, cli, runs):
+    """Defect 1: export reports a missing or damaged module file; the next bench run rebuilds it."""
+    module = record_dir(runs) / "0-1.pt"
+    if damage == "delete":
+        module.unlink()
+    else:
+        module.write_bytes(module.read_bytes()[:100])
+    result = cli("export", record_dir(runs), "--task", "0,1", "--out", runs.parent / "m.pt2")
+    assert result.code == 1 and str(module) in result.line() and "`bench run` recomputes it" in result.line()
+    assert cli(*RUN, "--out", runs).code == 0
+    entry = store.read_json(record_dir(runs) / "0-1.json")
+    store.load_tensors(module, entry["sha256"])  # verifies, or raises
+    assert cli("export", record_dir(runs), "--task", "0,1", "--out", runs.parent / "m.pt2").code == 0
+    assert (runs.parent / "m.pt2").is_file()
+
+
+def test_show_and_report_name_a_damaged_record_without_promising_a_recompute(cli, runs):
+    """Defect 11: a damaged record is named; nothing says it 'will be recomputed' (show and report compute nothing)."""
+    record = record_dir(runs) / "record.json"
+    record.write_text(record.read_text()[:200])
+    shown = cli("show", record)
+    assert shown.code == 1 and str(record) in shown.line() and "recomputed" not in shown.line()
+    reported = cli("report", "--runs", runs)
+    warning, error = reported.err.strip().splitlines()
+    assert reported.code == 2 and "Traceback" not in reported.err and "recomputed" not in reported.err
+    assert warning.startswith(f"warning: skipped {record}") and error.startswith("error: no records under")
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"a string"', '{"schema": 1}', "{"])
+def test_one_bad_record_never_breaks_a_report(content, cli, runs):
+    """A record that is a list, a string, a schema-1 stub or half a file is skipped with one warning line."""
+    bad = runs / "elsewhere" / "record.json"
+    bad.parent.mkdir()
+    bad.write_text(content)
+    result = cli("report", "--runs", runs, "--format", "csv")
+    (warning,) = result.err.strip().splitlines()
+    assert result.code == 0 and warning.startswith(f"warning: skipped {bad}")
+    assert "standard" in result.out
+
+
+# ----------------------------------------------------------------------------- records: nothing lost, nothing merged
+
+
+def test_a_failed_rerun_keeps_the_valid_record(cli, runs):
+    """Defect 3 (``ulimit -f``): a re-run that cannot write a module fails, and the record keeps its figures."""
+    before = read_record(record_dir(runs) / "record.json")
+    (record_dir(runs) / "0-1.pt").unlink()  # the re-run must write it again, which the limit forbids
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:
+        result = cli(*RUN, "--out", runs)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "1 of 1 records failed" in result.err.strip().splitlines()[-1]
+    after = read_record(record_dir(runs) / "record.json")
+    assert after["error"] is None and "File too large" in after["last_error"]["message"]
+    assert after["tasks"] == before["tasks"] and after["model_metrics"] == before["model_metrics"]
+    shown = cli("show", record_dir(runs))
+    assert shown.code == 0 and "last error" in shown.out and "File too large" in shown.out
+    reported = cli("report", "--runs", runs, "--format", "json")
+    (row,) = json.loads(reported.out)
+    assert row["module_acc_mean"] == before["tasks"][0]["module_acc"] and "File too large" in row["last_error"]
+
+
+def test_an_emptied_train_entry_is_recomputed_and_the_record_stays_valid(cli, runs):
+    """Defect 3 (the train stage's JSON set to []): the re-run retrains and writes a valid record."""
+    (train_dir(runs) / "model.json").write_text("[]")
+    assert cli(*RUN, "--out", runs).code == 0
+    record = read_record(record_dir(runs) / "record.json")
+    assert record["error"] is None and record["last_error"] is None and record["schema"] == RECORD_SCHEMA
+
+
+def test_other_recipes_and_settings_are_other_rows(cli, runs):
+    """Defect 4: epochs=2 (another model) and finetune_lr (another reuse folder) never average into one row."""
+    assert cli(*RUN, "--set", "epochs=2", "--out", runs).code == 0
+    assert cli(*RUN, "--set", "finetune_lr=0.01", "--out", runs).code == 0
+    records = [read_record(path) for path in runs.rglob("record.json")]
+    assert len({record["config_key"] for record in records}) == 3
+    rows = json.loads(cli("report", "--runs", runs, "--format", "json").out)
+    assert len(rows) == 3 and all(row["seeds"] == 1 and row["n"] == 1 for row in rows)
+    assert len({row["config_key"] for row in rows}) == 3
+
+
+def test_tasks_accumulate(cli, runs):
+    """Defect 5: a re-run with other --tasks adds them; the earlier task stays in the record, report and export."""
+    assert cli(*RUN, "--tasks", "2,3", "--out", runs).code == 0
+    record = read_record(record_dir(runs) / "record.json")
+    assert sorted(task["classes"] for task in record["tasks"]) == [[0, 1], [2, 3]]
+    assert sorted(task_rows(load_records(runs).records)["task"]) == ["0,1", "2,3"]  # what reports summarise
+    (row,) = json.loads(cli("report", "--runs", runs, "--format", "json").out)
+    assert row["module_acc_mean"] == pytest.approx(sum(task["module_acc"] for task in record["tasks"]) / 2)
+    assert cli("export", record_dir(runs), "--task", "0,1", "--out", runs.parent / "m.pt2").code == 0
+
+
+def test_near_thresholds_get_folders_of_their_own(cli, runs):
+    """Defect 7: 0.9 and 0.9000001 are two folders and two records."""
+    trained = train_dir(runs)
+    assert cli(*RUN, "--thresholds", "0.9,0.9000001", "--out", runs).code == 0
+    folders = sorted(path.name for path in trained.glob("t*"))
+    assert folders == ["t0.9", "t0.9000001"]
+    thresholds = sorted(read_record(path)["threshold"] for path in runs.rglob("record.json"))
+    assert thresholds == [0.9, 0.9000001]
+
+
+class Flaky(DummyMethod):
+    """The dummy method, failing in training while ``broken``."""
+
+    name = "flaky"
+    broken = True
+
+    def train(self, ctx):
+        """Fails while broken."""
+        if self.broken:
+            raise RuntimeError("flaky failed on purpose")
+        return super().train(ctx)
+
+
+def test_retry_failed_runs_only_the_failed_cells(cli, runs):
+    """``--retry-failed`` re-runs the cell whose record holds an error, and leaves the finished one alone."""
+    method, standard = Flaky(), record_dir(runs) / "record.json"
+    with use_plugin(MethodPlugin(method), "test-flaky"):
+        failed = cli(*RUN, "--methods", "standard,flaky", "--out", runs)
+        assert failed.code == 1 and "1 of 2 records failed" in failed.err
+        untouched = standard.stat().st_ino
+        method.broken = False
+        assert cli(*RUN, "--methods", "standard,flaky", "--retry-failed", "--out", runs).code == 0
+    assert standard.stat().st_ino == untouched  # the standard cell did not run again
+    records = [read_record(path) for path in runs.rglob("record.json")]
+    assert sorted(record["method"] for record in records) == ["flaky", "standard"]
+    assert all(record["error"] is None for record in records)
+
+
+# ----------------------------------------------------------------------------- words that say what happened
+
+
+def test_a_diverging_temperature_is_named(cli, runs):
+    """Defect 11: NeMo diverging with a tiny tau is told to change nemo.tau, not just lr."""
+    result = cli(*RUN, "--methods", "nemo", "--set", "nemo.tau=1e-6", "--out", runs)
+    assert result.code == 1
+    (record,) = [read_record(path) for path in runs.rglob("record.json") if "nemo" in path.parts]
+    assert "training diverged" in record["error"] and "nemo.tau=1e-06" in record["error"]
+
+
+class NaNModule(nn.Module):
+    """A module whose features are NaN: fine-tuning it diverges."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * float("nan")
+
+
+class Diverging(DummyMethod):
+    """The dummy method, whose reused modules diverge in fine-tuning."""
+
+    name = "diverging"
+
+    def compose(self, ctx, trained, modules, classes):
+        """The dummy's module, made NaN."""
+        return NaNModule(super().compose(ctx, trained, modules, classes))
+
+
+def test_a_diverging_finetune_names_finetune_lr(cli, runs):
+    """Defect 11: divergence in fine-tuning advises --set finetune_lr, not --set lr."""
+    with use_plugin(MethodPlugin(Diverging()), "test-diverging"):
+        assert cli(*RUN, "--methods", "diverging", "--out", runs).code == 1
+    (record,) = [read_record(path) for path in runs.rglob("record.json") if "diverging" in path.parts]
+    assert "try a smaller finetune_lr with --set finetune_lr=" in record["error"]
+    assert "--set lr=" not in record["error"]
+
+
+def test_ctrl_c_says_finished_stages_are_kept(cli, monkeypatch, tmp_path):
+    """Defect 11: an interrupt, raised where click turns it into Abort, says what is kept (exit code 130)."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bench.pipeline.runner.run_grid", interrupted)
+    result = cli(*RUN, "--out", tmp_path / "runs")
+    assert result.code == 130
+    assert result.line() == "interrupted: finished stages are kept; run the same command again to resume"
+
+
+# ----------------------------------------------------------------------------- what the package loads
+
+
+PACKAGES = ("bench", "methods")
+
+
+def trees() -> list[tuple[Path, ast.Module]]:
+    """Every Python file of the packages, parsed."""
+    root = Path(bench.cli.__file__).resolve().parents[1]
+    paths = sorted(path for package in PACKAGES for path in (root / package).rglob("*.py"))
+    return [(path, ast.parse(path.read_text(), str(path))) for path in paths]
+
+
+def calls(module: str, function: str) -> list[tuple[Path, ast.Call]]:
+    """Every call written ``module.function(...)`` in the packages."""
+    return [(path, node) for path, tree in trees() for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == function
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == module]
+
+
+def keyword(call: ast.Call, name: str) -> object:
+    """The constant value of a call's keyword argument (None when absent or not a constant)."""
+    values = [k.value for k in call.keywords if k.arg == name]
+    return values[0].value if values and isinstance(values[0], ast.Constant) else None
+
+
+def test_every_torch_load_is_weights_only():
+    loads = calls("torch", "load")
+    assert loads, "no torch.load found at all: the search looks in the wrong place"
+    assert all(keyword(call, "weights_only") is True for _, call in loads), [(p, c.lineno) for p, c in loads]
+
+
+UNPICKLERS = ("pickle", "_pickle", "cPickle", "dill", "joblib")
+
+
+def imports_an_unpickler(node: ast.AST) -> bool:
+    """Whether ``node`` is ``from pickle import ...`` or imports another library that unpickles freely."""
+    if isinstance(node, ast.ImportFrom):
+        return node.module in UNPICKLERS
+    return isinstance(node, ast.Import) and any(a.name in UNPICKLERS[1:] for a in node.names)
+
+
+def test_nothing_unpickles_with_the_unrestricted_unpickler():
+    unrestricted = [*calls("pickle", "load"), *calls("pickle", "loads"), *calls("pickle", "Unpickler"),
+                    *calls("pd", "read_pickle"), *calls("pandas", "read_pickle")]
+    assert not unrestricted, [(path, call.lineno) for path, call in unrestricted]
+    imported = [(path, node.lineno) for path, tree in trees() for node in ast.walk(tree) if imports_an_unpickler(node)]
+    assert not imported, imported
+    arrays = [*calls("np", "load"), *calls("numpy", "load")]
+    assert all(keyword(call, "allow_pickle") in (None, False) for _, call in arrays)
+    unpicklers = [path.name for path, tree in trees() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                  and any(ast.unparse(base) == "pickle.Unpickler" for base in node.bases)]
+    assert unpicklers == ["pickles.py"]  # the restricted one, which every pickle reader uses
