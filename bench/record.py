@@ -54,7 +54,7 @@ class Modularization(TypedDict):
     coupling: float
     seconds: float
     method_metrics: NotRequired[dict[str, float]]  # the method's own figures, e.g. candidates_per_second
-    empty_layer_fallbacks: NotRequired[int]  # layers whose threshold was lowered so they keep a unit
+    empty_layer_fallbacks: NotRequired[int]  # class modules whose layer needed the empty-layer rule
 
 
 class TaskMetrics(TypedDict):

@@ -20,6 +20,7 @@ COLUMNS = {  # figure -> (header, kind); kinds: pct (share shown as %), pts, num
     "acc_delta": ("Δ pts", "pts"),
     "module_acc_before_finetune": ("acc before FT", "pct"),
     "weight_retention": ("weights", "pct"),
+    "weight_retention_linear": ("Linear weights", "pct"),
     "flops_ratio": ("FLOPs", "pct"),
     "weight_retention_merged": ("merged weights", "pct"),
     "flops_ratio_merged": ("merged FLOPs", "pct"),

@@ -20,8 +20,8 @@ CONFIG = "cfg:"
 IDENTITY = ["dataset_name", "model_name", "method"]
 RECORD_FIGURES = {"model_metrics": ("test_acc", "train_seconds"), "modularization": ("cohesion", "coupling")}
 TASK_FIGURES = ("module_acc", "module_acc_before_finetune", "standard_acc", "retention", "retention_sum",
-                "weight_retention", "flops_ratio", "latency_ratio", "latency_ratio_b1", "weight_retention_merged",
-                "flops_ratio_merged")
+                "weight_retention", "weight_retention_linear", "flops_ratio", "latency_ratio", "latency_ratio_b1",
+                "weight_retention_merged", "flops_ratio_merged")
 
 
 def label(name: str, args: Mapping[str, Any] | None) -> str:

@@ -100,6 +100,8 @@ class ModularizeStage(Stage):
                       "coupling": metrics.coupling(modules), "seconds": time.perf_counter() - start}
             if modules.metrics:
                 values["method_metrics"] = dict(modules.metrics)
+            if "empty_layer_fallbacks" in modules.metrics:
+                values["empty_layer_fallbacks"] = int(modules.metrics["empty_layer_fallbacks"])
             self.ws.emit("stage_end", r, {"stage": "modularize", **values})
             return Stored(values, modules.to_state())
 

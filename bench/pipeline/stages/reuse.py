@@ -108,9 +108,13 @@ class ReuseStage(Stage):
 
     @staticmethod
     def _size(module: nn.Module, ref: Reference) -> dict[str, Any]:
+        """Parameters and FLOPs against the standard model's; Linear layers alone too (how the NeMo
+        authors count a ViT's weights)."""
         params, flops = metrics.count_params(module), metrics.count_flops(module)
+        linear = metrics.count_linear_params(ref.trained.model.model)
         return {"params": params, "weight_retention": params / ref.params, "flops": flops,
-                "flops_ratio": flops / ref.flops}
+                "flops_ratio": flops / ref.flops,
+                "weight_retention_linear": metrics.count_linear_params(module) / linear if linear else 1.0}
 
     def _merged_size(self, trained: Trained, modules: ModuleSet, composed: nn.Module, classes: tuple[int, ...],
                      ref: Reference) -> dict[str, Any]:
@@ -119,4 +123,4 @@ class ReuseStage(Stage):
             return {}
         merged = extract(trained.model.model, modules.target(classes))
         size = self._size(merged, ref)
-        return {f"{name}_merged": value for name, value in size.items()}
+        return {f"{name}_merged": size[name] for name in ("params", "weight_retention", "flops", "flops_ratio")}
