@@ -126,3 +126,25 @@ def test_compile_runs_the_training_step_through_torch_compile(monkeypatch):
 def test_compile_with_the_default_backend_matches_eager():
     for a, b in zip(_compile_fit(False), _compile_fit(True), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+
+
+def test_plain_training_keeps_biases_and_norms_out_of_weight_decay(monkeypatch):
+    """The standard model and fine-tuned modules are treated like the masked models (modbench's presets)."""
+    from bench.models.vit import vit_s
+    from bench.pipeline import training
+
+    seen = []
+    real = training.make_optimizer
+    monkeypatch.setattr(training, "make_optimizer", lambda recipe, groups, lr: seen.append(groups) or real(
+        recipe, groups, lr))
+    model = vit_s(4, width=0.125, depth=1)
+    data = TensorData(torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 4)
+    loader = BatchLoader(data, 8, mean=(0.5,) * 3, std=(0.25,) * 3)
+    fit(model, loader, None, Recipe(epochs=1, optimizer="adamw", weight_decay=0.05), Schedule(1, 1e-3))
+    (groups,) = seen
+    decayed, undecayed = groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert undecayed["weight_decay"] == 0.0 and decayed["weight_decay"] == 0.05  # the optimizer filled it in
+    assert all(names[id(p)].endswith("bias") or "norm" in names[id(p)] for p in undecayed["params"])
+    assert all(not names[id(p)].endswith("bias") and "norm" not in names[id(p)] for p in decayed["params"])
+    assert len(decayed["params"]) + len(undecayed["params"]) == len(list(model.parameters()))

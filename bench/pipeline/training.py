@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data import BatchLoader
+from bench.modular.groups import modular_groups
 from bench.pipeline.metrics import accuracy
 from bench.protocol.recipe import Recipe
 
@@ -132,7 +133,7 @@ def fit(
     the loss function (forward pass and loss) runs through ``torch.compile``.
     """
     device = next(model.parameters()).device
-    groups = groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    groups = groups or modular_groups(model, schedule.lr)  # biases and norms without weight decay
     if recipe.compile:
         loss_fn = torch.compile(loss_fn, dynamic=False)  # forward and loss as one graph; backward by AOTAutograd
     optimizer = make_optimizer(recipe, groups, schedule.lr)
