@@ -133,6 +133,10 @@ def enable_loggers(names: tuple[str, ...]) -> None:
     unknown = [n for n in chosen if n not in LOGGERS]
     if unknown:
         raise UsageError(f"unknown logger '{unknown[0]}' (choose {', '.join(LOGGERS)})")
+    if "tensorboard" in chosen:
+        from bench.loggers.tensorboard import summary_writer
+
+        summary_writer()  # fails now, in one line, when the [tensorboard] extra is missing
     os.environ["MODBENCH_LOG"] = ",".join(chosen)
 
 
