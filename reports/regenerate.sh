@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Regenerates the CPU reports in this folder from these commands, offline, on digits, smoke preset.
+# Seeds, and the runs directory the records go to (kept out of the repository):
+SEEDS=0,1,2
+RUNS=${RUNS:-$HOME/.cache/modbench/reports-runs}
+#
+# 1. default/      bench run's own grid (every built-in method, simcnn:width=0.25 and vit_s:depth=4,width=0.25)
+# 2. alpha-sweep/  nemo's alpha on both models
+# 3. thresholds/   mwt's module threshold on both models (one trained model per seed serves every threshold)
+set -euo pipefail
+cd "$(dirname "$0")"
+MODELS="simcnn:width=0.25,vit_s:depth=4,width=0.25"
+
+report() {  # report NAME RUNS-SUBFOLDER [compare A,B]
+  mkdir -p "$1"
+  bench report --runs "$RUNS/$2" --format md --out "$1/table.md" --plots "$1"
+  bench report --runs "$RUNS/$2" --format csv --out "$1/table.csv"
+  if [ $# -ge 3 ]; then bench report --runs "$RUNS/$2" --compare "$3" --format md --out "$1/compare.md"; fi
+}
+
+bench run --seeds "$SEEDS" --out "$RUNS/default" --quiet
+report default default mwt,nemo
+
+bench run --methods nemo --models "$MODELS" --seeds "$SEEDS" --tasks 0,1 --tasks 2,3,4 \
+  --set nemo.alpha=0.1,0.5,1.3 --out "$RUNS/alpha" --quiet
+report alpha-sweep alpha
+
+bench run --methods mwt --models "$MODELS" --seeds "$SEEDS" --tasks 0,1 --tasks 2,3,4 \
+  --thresholds 0.5,0.7,0.9 --out "$RUNS/thresholds" --quiet
+report thresholds thresholds
