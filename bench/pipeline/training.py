@@ -112,6 +112,37 @@ class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+@dataclass
+class _Step:
+    """One optimizer step of ``fit``, and an epoch of them with the mean of each logged value."""
+
+    model: nn.Module
+    loss_fn: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    precision: str
+
+    def epoch(self, batches: BatchLoader, on_batch: Callable[[], None] | None) -> dict[str, float]:
+        """Train on every batch; the epoch's mean loss and logged terms (one host sync, at the end)."""
+        self.model.train()
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        for x, y in batches:
+            with autocast(self.device, self.precision):
+                loss, logs = self.loss_fn(self.model, x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            for key, value in {"loss": loss.detach(), **logs}.items():
+                sums[key] = sums.get(key, 0) + value.float()
+            steps += 1
+            if on_batch is not None:
+                on_batch()
+        return {k: float(v) / max(steps, 1) for k, v in sums.items()}
+
+
 def fit(
     model: nn.Module,
     train: BatchLoader,
@@ -140,25 +171,11 @@ def fit(
     scheduler = make_scheduler(optimizer, schedule, len(train))
     history: list[dict[str, float]] = []
     best: tuple[float, dict] | None = None
+    step = _Step(model, loss_fn, optimizer, scheduler, device, precision)
     for epoch in range(schedule.epochs):
         start = time.perf_counter()
-        model.train()
         train.set_epoch(epoch)
-        sums: dict[str, torch.Tensor] = {}
-        steps = 0
-        for x, y in train:
-            with autocast(device, precision):
-                loss, logs = loss_fn(model, x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            for key, value in {"loss": loss.detach(), **logs}.items():
-                sums[key] = sums.get(key, 0) + value.float()
-            steps += 1
-            if on_batch is not None:
-                on_batch()
-        row = {"epoch": epoch + 1, **{k: float(v) / max(steps, 1) for k, v in sums.items()}}
+        row = {"epoch": epoch + 1, **step.epoch(train, on_batch)}
         if not math.isfinite(row.get("loss", 0.0)):
             raise Diverged(f"training diverged: the loss is {row['loss']} at epoch {epoch + 1} "
                            f"({schedule.divergence_advice()})")
