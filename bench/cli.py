@@ -269,7 +269,7 @@ def plugins(plugins_dir: Path | None) -> int:
 def show(run_path: Path, runs: Path, as_json: bool) -> int:
     """Show one run's record, readable. RUN is a record file, its folder, or a run_id.
 
-    Reads the record only: nothing is computed.
+    Reads the record only, and checks its reused modules' files: nothing is computed.
 
     \b
     Examples:
@@ -278,7 +278,7 @@ def show(run_path: Path, runs: Path, as_json: bool) -> int:
     """
     from rich.console import Console
 
-    from bench.report.show import find_record, render_record
+    from bench.report.show import find_record, module_problems, render_record
 
     record = find_record(run_path, runs)
     if as_json:
@@ -287,6 +287,9 @@ def show(run_path: Path, runs: Path, as_json: bool) -> int:
         click.echo(json.dumps(record, indent=2))
     else:
         Console().print(render_record(record))
+    directory = _runs_root(run_path, runs, record["run_id"]) / record["run_id"]
+    for problem in module_problems(directory, record) if directory.is_dir() else []:
+        click.echo(f"warning: {problem}", err=True)
     return 0
 
 

@@ -236,6 +236,8 @@ FAILED = {  # exit code 1: a file that is not a usable record
 @pytest.mark.parametrize("case", USAGE)
 def test_bad_input_is_one_line_and_computes_nothing(case, cli, finished, tmp_path):
     arguments, expected = USAGE[case]
+    if case == "slurm without slurm" and shutil.which("sbatch"):
+        pytest.skip("Slurm is here: this case would submit jobs")
     where = Where(tmp_path, finished, record_dir(finished), unwritable(tmp_path))
     args = arguments(where)
     if args[0] == "run" and "--out" not in args:
@@ -283,7 +285,7 @@ def test_export_of_a_damaged_model_names_it_and_never_trains(cli, runs, monkeypa
 
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
 def test_a_damaged_reused_module_is_reported_then_rebuilt(damage, cli, runs):
-    """Defect 1: export reports a missing or damaged module file; the next bench run rebuilds it."""
+    """Defect 1: show and export report a missing or damaged module file; the next bench run rebuilds it."""
     module = record_dir(runs) / "0-1.pt"
     if damage == "delete":
         module.unlink()
@@ -291,7 +293,10 @@ def test_a_damaged_reused_module_is_reported_then_rebuilt(damage, cli, runs):
         module.write_bytes(module.read_bytes()[:100])
     result = cli("export", record_dir(runs), "--task", "0,1", "--out", runs.parent / "m.pt2")
     assert result.code == 1 and str(module) in result.line() and "`bench run` recomputes it" in result.line()
+    shown = cli("show", record_dir(runs))
+    assert shown.code == 0 and shown.line().startswith(f"warning: {module}") and "bench run` rebuilds" in shown.err
     assert cli(*RUN, "--out", runs).code == 0
+    assert cli("show", record_dir(runs)).err == ""
     entry = store.read_json(record_dir(runs) / "0-1.json")
     store.load_tensors(module, entry["sha256"])  # verifies, or raises
     assert cli("export", record_dir(runs), "--task", "0,1", "--out", runs.parent / "m.pt2").code == 0

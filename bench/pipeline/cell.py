@@ -121,11 +121,4 @@ class CellRunner:
 
 
 def _module_file_verifies(directory: Path, task: dict) -> bool:
-    entry = store.read_json(layout.task_file(directory, tuple(task["classes"])))
-    if not isinstance(entry, dict) or not entry.get("sha256"):
-        return False
-    try:
-        store.load_tensors(layout.task_file(directory, tuple(task["classes"])).with_suffix(".pt"), entry["sha256"])
-    except BenchError:
-        return False
-    return True
+    return store.check_entry(layout.task_file(directory, tuple(task["classes"]))) is None

@@ -188,8 +188,14 @@ class Unusable:
     level: int = logging.WARNING
 
 
-def _read_stored(path: Path, key: str, map_location: str | torch.device) -> Stored | Unusable:
-    """The stage stored at ``path`` when its key matches and its tensor file verifies, else why not."""
+def check_entry(path: Path) -> str | None:
+    """Why the stage stored at ``path`` (its JSON and tensor file) cannot be used, whatever its key; None if it can."""
+    stored = _read_stored(path, None, "cpu")
+    return stored.reason if isinstance(stored, Unusable) else None
+
+
+def _read_stored(path: Path, key: str | None, map_location: str | torch.device) -> Stored | Unusable:
+    """The stage stored at ``path`` when its key matches (any key: None) and its tensor file verifies, else why not."""
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError):
@@ -198,7 +204,7 @@ def _read_stored(path: Path, key: str, map_location: str | torch.device) -> Stor
         return Unusable(f"{path} is unreadable ({exc})")
     if not isinstance(entry, dict) or not isinstance(entry.get("info"), dict):
         return Unusable(f"{path} is not a stage's entry")
-    if entry.get("key") != key:
+    if key is not None and entry.get("key") != key:
         return Unusable(f"{path} was computed with other settings", logging.INFO)
     if entry.get("sha256") is None:
         return Stored(entry["info"])

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.errors import UsageError
+from bench.pipeline import layout, store
 from bench.record import Record, read_record
 from bench.report.rows import label
 
@@ -26,6 +27,12 @@ def find_record(run: Path, runs: Path) -> Record:
         if candidate.is_file():
             return read_record(candidate)
     raise UsageError(f"no record at {run} (give a record.json, its folder, or a run_id under {runs})")
+
+
+def module_problems(directory: Path, record: Record) -> list[str]:
+    """One line per task of ``record`` (in ``directory``) whose reused module's files are missing or damaged."""
+    problems = (store.check_entry(layout.task_file(directory, tuple(task["classes"]))) for task in record["tasks"])
+    return [f"{problem}; `bench run` rebuilds it" for problem in problems if problem is not None]
 
 
 def _cell(value: Any) -> Text:
