@@ -54,11 +54,14 @@ class LazyGroup(click.Group):
         return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; Ctrl-C leaves as click's Abort, without the blank line click prints for it."""
+        """Run the command; Ctrl-C leaves as click's Abort, without the blank line click prints for it (and an
+        EOFError, which click would take for Ctrl-D, as the error it is)."""
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise click.Abort() from None
+        except EOFError as exc:
+            raise RuntimeError(f"unexpected end of a file: {exc}") from exc
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

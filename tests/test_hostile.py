@@ -149,6 +149,14 @@ def a_file(where: Where, name: str = "a-file", text: str = "not a folder") -> Pa
     return path
 
 
+def plugin(where: Where, code: str) -> Path:
+    """A plugins folder holding one plugin, ``broken.py``, of ``code``."""
+    folder = where.tmp / "plugins"
+    folder.mkdir()
+    (folder / "broken.py").write_text(code)
+    return folder
+
+
 USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, what the one line says)
     "width 0": (lambda w: [*RUN, "--models", "simcnn:width=0"], "width must be a number in (0, 16], got 0.0"),
     "width < 0": (lambda w: [*RUN, "--models", "resnet18:width=-1"], "width must be a number in (0, 16]"),
@@ -227,6 +235,13 @@ USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, w
     "export a bad task": (lambda w: ["export", w.run, "--task", "x", "--out", w.tmp / "m.pt2"], "bad task 'x'"),
     "export without --task": (lambda w: ["export", w.run, "--out", w.tmp / "m.pt2"], "Missing option '--task'"),
     "unknown command": (lambda w: ["frobnicate"], "No such command 'frobnicate'"),
+    "npz not a numpy file": (lambda w: [*RUN, "--datasets", f"npz:path={a_file(w)}"], "npz: cannot read"),
+    "npz missing": (lambda w: [*RUN, "--datasets", f"npz:path={w.tmp / 'x.npz'}"], "not found"),
+    "image folder a file": (lambda w: [*RUN, "--datasets", f"folder:path={a_file(w)}"], "is not a directory"),
+    "plugins dir a file": (lambda w: [*RUN, "--plugins-dir", a_file(w)], "plugins directory not found"),
+    "plugin that raises": (lambda w: [*RUN, "--plugins-dir", plugin(w, "raise RuntimeError('no')")],
+                           "plugin 'broken' failed to load: RuntimeError: no"),
+    "unknown device": (lambda w: [*RUN, "--device", "tpu"], "bad --device 'tpu'"),
 }
 FAILED = {  # exit code 1: a file that is not a usable record
     "show a JSON list", "show a JSON string", "show a schema-1 stub", "show a truncated record",

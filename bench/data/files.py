@@ -137,7 +137,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # EOFError: a short file that is no npz
         raise UsageError(f"npz: cannot read {path} ({err})") from None
     missing = [key for key in NPZ_KEYS if key not in arrays]
     if missing:
