@@ -287,6 +287,7 @@ def test_crashes_at_random_moments_lose_no_finished_stage(zygote, uninterrupted,
         crashes, lost, round_ = crashes + new_crashes, lost + new_lost, round_ + 1
         records = grid.records()
         assert len(records) == 2 and all(r["error"] is None and r["last_error"] is None for r in records)
+        assert not list(grid.runs.rglob(".*.tmp"))  # the killed writers' half files are gone
         assert same_figures(records, uninterrupted.records)
     print(f"\n{len(crashes)} kills, {len(lost)} finished stages lost")
     for crash in crashes:
@@ -322,3 +323,10 @@ def test_two_identical_runs_at_once_share_every_stage(zygote, uninterrupted, tmp
     printed = [e["record"] for e in first.events + second.events if e["label"].startswith("run_end")]
     assert len(printed) == 4 and all(same_figures([r], [on_disk[r["method"]]]) for r in printed)
     assert same_figures(list(on_disk.values()), uninterrupted.records)
+
+
+def test_a_killed_writers_half_file_goes_when_its_folder_is_next_locked(tmp_path):
+    half = tmp_path / ".model.pt.k1ll3d.tmp"
+    half.write_bytes(b"half a checkpoint")
+    assert store.cached(tmp_path / "model.json", "key", lambda: store.Stored({"a": 1}), lambda s: s.info) == {"a": 1}
+    assert not half.exists() and (tmp_path / "model.json").exists()

@@ -114,10 +114,14 @@ def load_tensors(path: Path, sha256: str | None, map_location: str | torch.devic
 def locked(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``directory`` (processes computing the same stage wait for each other).
 
-    ``filelock`` works on Linux, macOS and Windows; the lock file is ``.lock`` in the directory.
+    ``filelock`` works on Linux, macOS and Windows; the lock file is ``.lock`` in the directory. Every
+    write into the directory holds its lock, so the temporary files found there then are a killed
+    writer's half files (``atomic_write``), and go.
     """
     directory.mkdir(parents=True, exist_ok=True)
     with FileLock(directory / ".lock"):
+        for stale in directory.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         yield
 
 
