@@ -154,6 +154,17 @@ def a_file(where: Where, name: str = "a-file", text: str = "not a folder") -> Pa
     return path
 
 
+IMPORT = ["import", "--source", "mwt", "--model", "vgg16:width=0.125", "--dataset", "synthetic"]
+
+
+def pickled(where: Where) -> Path:
+    """A file that torch.load would unpickle into an object of this module (a pickle that runs code, as far as
+    weights-only loading is concerned)."""
+    path = where.tmp / "objects.pth"
+    torch.save({"model": Where(where.tmp, where.runs, where.run)}, path)
+    return path
+
+
 def plugin(where: Where, code: str) -> Path:
     """A plugins folder holding one plugin, ``broken.py``, of ``code``."""
     folder = where.tmp / "plugins"
@@ -247,6 +258,9 @@ USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, w
     "plugin that raises": (lambda w: [*RUN, "--plugins-dir", plugin(w, "raise RuntimeError('no')")],
                            "plugin 'broken' failed to load: RuntimeError: no"),
     "unknown device": (lambda w: [*RUN, "--device", "tpu"], "bad --device 'tpu'"),
+    "import a missing file": (lambda w: [*IMPORT, w.tmp / "none.pth"], "not found"),
+    "import a damaged file": (lambda w: [*IMPORT, a_file(w, "bad.pth")], "which modbench never loads"),
+    "import a pickle of objects": (lambda w: [*IMPORT, pickled(w)], "which modbench never loads)"),
 }
 FAILED = {  # exit code 1: a file that is not a usable record
     "show a JSON list", "show a JSON string", "show a schema-1 stub", "show a truncated record",
@@ -260,7 +274,7 @@ def test_bad_input_is_one_line_and_computes_nothing(case, cli, finished, tmp_pat
         pytest.skip("Slurm is here: this case would submit jobs")
     where = Where(tmp_path, finished, record_dir(finished))
     args = arguments(where)
-    if args[0] == "run" and "--out" not in args:
+    if args[0] in ("run", "import") and "--out" not in args:
         args += ["--out", tmp_path / "runs"]
     line = (result := cli(*args)).line()
     assert result.code == (1 if case in FAILED else 2), line

@@ -16,6 +16,7 @@ missing ``num_batches_tracked`` counter starts at 0.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -151,10 +152,13 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise DataNotFound(f"checkpoint {path} not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickles with code, truncated or foreign files: one line
-        raise UsageError(f"checkpoint {path} is not a state dict of tensors ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+        with warnings.catch_warnings():  # torch's pickle-protocol warning: the error below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickles with code, truncated or foreign files: one line (torch's own advice
+        # is to load with weights_only=False, which would run whatever code the file holds)
+        raise UsageError(f"checkpoint {path} is not a state dict of tensors ({type(exc).__name__}: it is damaged, "
+                         "not a torch.save file, or holds more than tensors, which modbench never loads)") from None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"checkpoint {path} is not a state dict of tensors (torch.save(model.state_dict()))")
     if all(k.startswith("module.") for k in state):
