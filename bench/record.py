@@ -68,6 +68,7 @@ class TaskMetrics(TypedDict):
     retention_sum: float  # each class module counted apart (CNNSplitter)
     params: int
     weight_retention: float
+    retention_rounded: NotRequired[float]  # with a channel multiple: the units the rounded module keeps
     weight_retention_linear: NotRequired[float]  # Linear layers only, as the NeMo authors count a ViT
     flops: int
     flops_ratio: float

@@ -19,6 +19,7 @@ from bench.modular.activity import check_empty_layer, threshold_modules
 from bench.modular.extract import extract
 from bench.modular.groups import modular_groups
 from bench.modular.masking import attach_generators, current_masks
+from bench.modular.rounding import task_keep
 from bench.modular.similarity import unit_rate
 from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
 from bench.protocol.modules import ModuleSet, unit_kind
@@ -42,15 +43,21 @@ class MaskedHparams:
     empty_layer: what a class module keeps of a layer no unit of which reaches any threshold down
     to 0.05: 'most_frequent' (its most frequent unit, default), 'error' (MwT: the run fails),
     'random5' (NeMo CNNs: a seeded random 5%), 'whole' (NeMo ViTs: every unit).
+    channel_multiple: round each layer of a reused module up to a multiple of this many units, by
+    the task's next most frequent ones (1: off; 8 suits GPU tensor cores); recorded as its own
+    retention (``retention_rounded``).
     """
 
     mask_lr: float | None = None
     extraction: str = field(default="exact", metadata={"stage": "compose"})
     empty_layer: str = field(default="most_frequent", metadata={"stage": "modularize"})
+    channel_multiple: int = field(default=1, metadata={"stage": "compose"})
 
     def __post_init__(self) -> None:
         check_extraction(self.extraction)
         check_empty_layer(self.empty_layer)
+        if self.channel_multiple < 1:
+            raise ValueError(f"channel_multiple must be at least 1, got {self.channel_multiple}")
         if self.mask_lr is not None and not self.mask_lr > 0:
             raise ValueError(f"mask_lr must be greater than 0 (or none: the model's), got {self.mask_lr}")
 
@@ -95,10 +102,12 @@ class MaskedMethod(Method):
         metrics = {"empty_layer_fallbacks": sum(fallbacks)}
         fired = {name: n for name, n in zip(stats.layers, fallbacks, strict=True) if n}
         metrics.update({f"empty_layer_fallbacks.{name}": n for name, n in fired.items()})
-        return ModuleSet(unit_kind(ctx.family), stats.layers, stats.sizes, masks, metrics)
+        frequencies = (stats.counts.double() / stats.class_totals.clamp(min=1)[:, None].double()).float()
+        return ModuleSet(unit_kind(ctx.family), stats.layers, stats.sizes, masks, metrics, frequencies)
 
     def compose(self, ctx: StageContext, trained: TrainedModel, modules: ModuleSet,
                 classes: Sequence[int]) -> nn.Module:
         """The trained model with only the target module's units, physically removed."""
         mode = getattr(ctx.hparams, "extraction", "exact") if ctx.family == "vit" else "exact"
-        return extract(trained.model, modules.target(classes), mode=mode)
+        keep = task_keep(modules, classes, getattr(ctx.hparams, "channel_multiple", 1))
+        return extract(trained.model, modules.split(keep), mode=mode)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from bench.protocol.modules import ModuleSet
+
 
 def task_frequency(counts: torch.Tensor, class_totals: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
     """(units,) share of the task's samples in which each unit is active.
@@ -51,3 +53,15 @@ def rounded_keep(keep: torch.Tensor, frequency: torch.Tensor, sizes: Sequence[in
         return keep.clone()
     parts = zip(torch.split(keep, list(sizes)), torch.split(frequency, list(sizes)), strict=True)
     return torch.cat([rounded_layer(k, f, multiple) for k, f in parts])
+
+
+def task_keep(modules: ModuleSet, classes: Sequence[int], multiple: int = 1) -> torch.Tensor:
+    """The (units,) mask a task's module keeps: the union of its class modules, each layer rounded up
+    to a multiple of ``multiple`` by the units the task's classes use most (their mean per-class
+    frequency; ``multiple`` 1 keeps the union as it is)."""
+    keep = modules.target_mask(classes)
+    if multiple == 1:
+        return keep
+    if modules.frequencies is None:
+        raise ValueError("rounding a module to a channel multiple needs the modules' per-class frequencies")
+    return rounded_keep(keep, modules.frequencies[list(classes)].mean(dim=0), modules.sizes, multiple)

@@ -27,7 +27,9 @@ class ModuleSet:
     ``masks[c]`` is the module of class ``c``: a bool vector over all units, the layers' units
     concatenated in ``layers`` order with ``sizes``. ``unit`` says what a unit is ('kernel',
     'neuron'); ``metrics`` holds method-specific numbers the runner records with the
-    modularization metrics (e.g. a search's candidates evaluated per second).
+    modularization metrics (e.g. a search's candidates evaluated per second); ``frequencies``,
+    when a method keeps them, is how often each unit was active for each class (what rounding
+    a module's layers up to a channel multiple picks the next units by).
     """
 
     unit: str
@@ -35,6 +37,7 @@ class ModuleSet:
     sizes: list[int]
     masks: torch.Tensor  # (classes, units) bool
     metrics: dict[str, float] = field(default_factory=dict)
+    frequencies: torch.Tensor | None = None  # (classes, units) float
 
     def split(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
         """A (units,) vector cut into one tensor per layer name."""
@@ -51,13 +54,13 @@ class ModuleSet:
     def to_state(self) -> dict:
         """A dict of tensors and plain values (safe for ``torch.load(weights_only=True)``)."""
         return {"unit": self.unit, "layers": self.layers, "sizes": self.sizes, "masks": self.masks,
-                "metrics": dict(self.metrics)}
+                "metrics": dict(self.metrics), "frequencies": self.frequencies}
 
     @classmethod
     def from_state(cls, state: dict) -> ModuleSet:
         """Inverse of ``to_state``."""
         return cls(state["unit"], list(state["layers"]), list(state["sizes"]), state["masks"],
-                   dict(state.get("metrics", {})))
+                   dict(state.get("metrics", {})), state.get("frequencies"))
 
     @classmethod
     def whole(cls, stats: ActivityStats, num_classes: int, family: str) -> ModuleSet:

@@ -20,6 +20,7 @@ from bench.grid.resolve import Resolved
 from bench.modular.ensemble import ClassModules
 from bench.modular.extract import extract
 from bench.modular.head import attach_head
+from bench.modular.rounding import task_keep
 from bench.pipeline import layout, metrics
 from bench.pipeline.stages.base import Stage, key_of
 from bench.pipeline.stages.evaluate import EvaluateStage, Reference
@@ -91,7 +92,7 @@ class ReuseStage(Stage):
         kept = modules.masks[list(classes)]
         entry = {"classes": list(classes), "module_acc": after, "module_acc_before_finetune": before,
                  "standard_acc": self.evaluate.standard_task_accuracy(ref, classes),
-                 "retention": metrics.retention(kept.any(dim=0)),
+                 "retention": metrics.retention(kept.any(dim=0)), **self._rounded(r, modules, classes),
                  "retention_sum": float(kept.sum()) / modules.masks.shape[1],
                  **self._size(module, ref), **merged,
                  **metrics.latency_ratios(module, ref.trained.model.model, self.ws.precision(r),
@@ -105,6 +106,12 @@ class ReuseStage(Stage):
         schedule = Schedule(recipe.finetune_epochs, recipe.finetune_lr, "cosine", horizon=recipe.finetune_horizon,
                             lr_setting="finetune_lr")
         return self.ws.fit(r, module, schedule, "finetune", data=task, recipe=recipe.finetuning(), select_best=True)
+
+    @staticmethod
+    def _rounded(r: Resolved, modules: ModuleSet, classes: tuple[int, ...]) -> dict[str, float]:
+        """With a channel multiple, the share of units the rounded module keeps (its own retention)."""
+        multiple = getattr(r.hparams, "channel_multiple", 1)
+        return {} if multiple == 1 else {"retention_rounded": metrics.retention(task_keep(modules, classes, multiple))}
 
     @staticmethod
     def _size(module: nn.Module, ref: Reference) -> dict[str, Any]:
