@@ -508,6 +508,7 @@ def test_ctrl_c_says_finished_stages_are_kept(cli, monkeypatch, tmp_path):
 PACKAGES = ("bench", "methods")
 
 
+@functools.cache
 def trees() -> list[tuple[Path, ast.Module]]:
     """Every Python file of the packages, parsed."""
     root = Path(bench.cli.__file__).resolve().parents[1]
