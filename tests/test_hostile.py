@@ -83,6 +83,15 @@ def cli(capsys, monkeypatch) -> Callable[..., Result]:
     return invoke
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train fastest on one thread (two spin-wait when the two cores are busy: 10x slower here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A finished tiny run of the standard method (task 0,1): the runs folder."""
