@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from bench.cli import main
 from bench.record import read_record
@@ -44,6 +45,15 @@ def bench(*args: object) -> Output:
         except SystemExit as exit_info:
             return Output(exit_info.code, out.getvalue(), err.getvalue())
     raise AssertionError("bench.cli.main returned without sys.exit")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train fastest on one thread (two spin-wait when both cores are busy: several times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -102,6 +102,15 @@ def export_cases() -> list:
             for model in MODELS for method in METHODS]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train fastest on one thread (two spin-wait when both cores are busy: several times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def cpu_run(tmp_path_factory) -> Run:
     return run_bf16_grid(tmp_path_factory.mktemp("bf16") / "runs", "cpu")
