@@ -98,6 +98,13 @@ class LastError(TypedDict):
     when: str  # ISO time
 
 
+class Settings(TypedDict):
+    """The ``--set`` values of a cell: recipe fields and the method's hyperparameters, as given."""
+
+    recipe: dict[str, Any]
+    hparams: dict[str, Any]
+
+
 class Record(TypedDict):
     """One ``record.json``, schema 2."""
 
@@ -114,6 +121,7 @@ class Record(TypedDict):
     threshold: float
     hparams: dict[str, Any]
     recipe: dict[str, Any]
+    settings: NotRequired[Settings]  # the --set values the cell ran with (what export rebuilds it from)
     precision: Literal["fp32", "bf16"]  # resolved: what the arithmetic really was
     deterministic: bool
     config_key: str  # see config_key()

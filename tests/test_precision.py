@@ -17,7 +17,6 @@ import torch
 
 import bench.pipeline.workspace
 from bench.data.builtin import load_synthetic
-from bench.errors import StageMissing
 from bench.grid.config import GridConfig
 from bench.pipeline import layout, store, training
 from bench.pipeline.runner import run_grid
@@ -29,10 +28,6 @@ METHODS = ("standard", "mwt", "nemo")
 MODELS = {"simcnn": "simcnn:width=0.125", "vit_s": "vit_s:depth=2,width=0.125", "deit_s": "deit_s:depth=2,width=0.125"}
 TASK = (0, 1)
 TEST_IMAGES = {"size": 256, "classes": 4, "test_size": 64}  # bench.testing.TINY_DATASET
-DEIT_EXPORT_BUG = ("export rebuilds the ResNet18 teacher's train key from the DeiT's recorded recipe, dropping a "
-                   "--set value (batch_size=32) that equals the ViT preset's but not the CNN preset's")
-
-
 @dataclass
 class Run:
     """A finished bf16 grid: its config, records, and the precision of every autocast the training loop opened."""
@@ -95,13 +90,6 @@ def check_export(run: Run, model: str, method: str, tmp_path: Path) -> None:
     assert accuracy == pytest.approx(record["tasks"][0]["module_acc"])
 
 
-def export_cases() -> list:
-    """(model, method) pairs; the DeiT ones fail on a known export bug, not on precision."""
-    deit = pytest.mark.xfail(raises=StageMissing, strict=True, reason=DEIT_EXPORT_BUG)
-    return [pytest.param(model, method, marks=deit if model == "deit_s" else ())
-            for model in MODELS for method in METHODS]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny models train fastest on one thread (two spin-wait when both cores are busy: several times slower)."""
@@ -120,7 +108,7 @@ def test_every_method_and_model_family_runs_in_bf16_on_a_cpu(cpu_run):
     check_records(cpu_run)
 
 
-@pytest.mark.parametrize(("model", "method"), export_cases())
+@pytest.mark.parametrize(("model", "method"), [(model, method) for model in MODELS for method in METHODS])
 def test_bf16_modules_export_and_score_as_recorded(cpu_run, model, method, tmp_path):
     check_export(cpu_run, model, method, tmp_path)
 
@@ -133,11 +121,7 @@ def test_the_bf16_grid_on_cuda(tmp_path):
     assert all(r["env"]["device"] == torch.cuda.get_device_name() for r in run.records)
     for model in MODELS:  # exported from the CUDA run's files, on the CPU
         for method in METHODS:
-            if model == "deit_s":  # as the xfail of the CPU export test: DEIT_EXPORT_BUG
-                with pytest.raises(StageMissing):
-                    check_export(run, model, method, tmp_path / model / method)
-            else:
-                check_export(run, model, method, tmp_path / model / method)
+            check_export(run, model, method, tmp_path / model / method)
 
 
 def kernel_mode() -> tuple:

@@ -58,20 +58,26 @@ class _Columns(nn.Module):
 
 
 def resolved_from(record: Record, runner: CellRunner) -> Resolved:
-    """The cell of ``record`` as it ran: its recorded recipe and hyperparameters, as settings over its preset,
-    with the precision it really ran in (so that a CUDA run's files are found from a CPU)."""
-    plugins = runner.ws.plugins
-    method = plugins.methods.get(record["method"])
-    spec = plugins.models.get(record["model"])
+    """The cell of ``record`` as it ran: its preset and ``--set`` values (a record older than them: its recipe
+    and hyperparameters as differences from the preset), with the precision it really ran in (so that a
+    CUDA run's files are found from a CPU)."""
+    method = runner.ws.plugins.methods.get(record["method"])
     model = Ref(record["model"], tuple(sorted(record["model_args"].items())))
     dataset = Ref(record["dataset"], tuple(sorted(record["dataset_args"].items())))
-    preset = dataclasses.asdict(recipe_for(record["preset"], method.name, spec, model.kwargs, dataset.name))
-    recipe = {k: v for k, v in record["recipe"].items() if k in preset and preset[k] != v}
+    recipe, hparams = _settings(record, runner, model, dataset) if "settings" not in record else (
+        dict(record["settings"]["recipe"]), dict(record["settings"]["hparams"]))
     recipe["precision"] = record["precision"]
-    defaults = runner.ws.resolver.cell(method.name, model, dataset, record["seed"], Overrides()).hparam_values
-    hparams = {k: v for k, v in record["hparams"].items() if k in defaults and defaults[k] != v}
     overrides = Overrides(tuple(sorted(recipe.items())), ((method.name, tuple(sorted(hparams.items()))),))
     return runner.ws.resolver.cell(method.name, model, dataset, record["seed"], overrides)
+
+
+def _settings(record: Record, runner: CellRunner, model: Ref, dataset: Ref) -> tuple[dict, dict]:
+    """A record without ``settings``: its recipe and hyperparameters where they differ from the preset's."""
+    spec = runner.ws.plugins.models.get(record["model"])
+    preset = dataclasses.asdict(recipe_for(record["preset"], record["method"], spec, model.kwargs, dataset.name))
+    recipe = {k: v for k, v in record["recipe"].items() if k in preset and preset[k] != v}
+    defaults = runner.ws.resolver.cell(record["method"], model, dataset, record["seed"], Overrides()).hparam_values
+    return recipe, {k: v for k, v in record["hparams"].items() if k in defaults and defaults[k] != v}
 
 
 def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Path) -> Path:

@@ -46,7 +46,9 @@ class RecordStage(Stage):
             "method": r.method.name, "model": r.model.name, "model_args": r.model.kwargs,
             "family": r.spec.family, "dataset": r.dataset.name, "dataset_args": r.dataset.kwargs,
             "seed": r.seed, "preset": r.preset, "threshold": threshold, "hparams": r.hparam_values,
-            "recipe": dataclasses.asdict(r.recipe), "precision": self.ws.precision(r),
+            "recipe": dataclasses.asdict(r.recipe), "settings": {
+                "recipe": dict(r.overrides.recipe), "hparams": r.overrides.for_method(r.method.name)},
+            "precision": self.ws.precision(r),
             "deterministic": r.recipe.deterministic, "env": env,
             "model_metrics": figures.model_metrics, "modularization": figures.modularization,
             "tasks": [{k: v for k, v in t.items() if k not in TASK_PRIVATE} for t in figures.tasks],
