@@ -28,6 +28,8 @@ METHODS = ("standard", "mwt", "nemo")
 MODELS = {"simcnn": "simcnn:width=0.125", "vit_s": "vit_s:depth=2,width=0.125", "deit_s": "deit_s:depth=2,width=0.125"}
 TASK = (0, 1)
 TEST_IMAGES = {"size": 256, "classes": 4, "test_size": 64}  # bench.testing.TINY_DATASET
+
+
 @dataclass
 class Run:
     """A finished bf16 grid: its config, records, and the precision of every autocast the training loop opened."""
