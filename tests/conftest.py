@@ -30,3 +30,15 @@ def _fresh_plugins():
     from bench.plugins.manager import reset_plugins
 
     reset_plugins()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models train fastest on one thread: two spin-wait for each other when both cores of a
+    small machine are busy (several times slower). For modules whose tests run many tiny grids."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

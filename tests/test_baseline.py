@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from bench.cli import main
 from bench.record import read_record
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 STALLED = "lr=1e-6"  # one epoch at this rate leaves the standard model where it started: at chance
 DATASET = "synthetic:classes=4,size=256,test_size=64"  # TINY_DATASET as cells and reports name it
@@ -45,15 +46,6 @@ def bench(*args: object) -> Output:
         except SystemExit as exit_info:
             return Output(exit_info.code, out.getvalue(), err.getvalue())
     raise AssertionError("bench.cli.main returned without sys.exit")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread (two spin-wait when both cores are busy: several times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

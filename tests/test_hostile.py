@@ -33,6 +33,8 @@ from bench.report.load import load_records
 from bench.report.rows import task_rows
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, use_plugin
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SETTINGS = [item for setting in TINY_SETTINGS for item in ("--set", setting)]
 GRID = ["--models", TINY_MODEL, "--datasets", TINY_DATASET, "--tasks", "0,1", "--device", "cpu", "--quiet",
         *SETTINGS]
@@ -81,15 +83,6 @@ def cli(capsys, monkeypatch) -> Callable[..., Result]:
         return Result(code, out, err)
 
     return invoke
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread (two spin-wait when the two cores are busy: 10x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

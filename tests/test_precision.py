@@ -24,6 +24,8 @@ from bench.record import Record
 from bench.report.export import export_module
 from bench.testing import make_tiny_grid
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 METHODS = ("standard", "mwt", "nemo")
 MODELS = {"simcnn": "simcnn:width=0.125", "vit_s": "vit_s:depth=2,width=0.125", "deit_s": "deit_s:depth=2,width=0.125"}
 TASK = (0, 1)
@@ -90,15 +92,6 @@ def check_export(run: Run, model: str, method: str, tmp_path: Path) -> None:
     assert logits.dtype == torch.float32 and logits.shape == (len(test.y), len(TASK))
     accuracy = (logits.argmax(1) == test.y).float().mean().item()
     assert accuracy == pytest.approx(record["tasks"][0]["module_acc"])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread (two spin-wait when both cores are busy: several times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
