@@ -102,9 +102,10 @@ def compare_methods(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
 
 
 def _shown_number(value: float, kind: str) -> str:
+    """A signed difference; ratios with three decimals, so an interval bound above 0 never reads +0.00."""
     if kind == "pct":
         return f"{value * 100:+.2f}"
-    return f"{value:+.2f}" if kind == "ratio" else f"{value:+.3f}"
+    return f"{value:+.3f}"
 
 
 def display_comparison(frame: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, str]:
