@@ -171,3 +171,15 @@ def test_pickle_module_unused_by_loader(saved):
     path.write_bytes(pickle.dumps({"x": 1}))
     with pytest.raises(CorruptArtifact):
         store.load_tensors(path, None)
+
+
+def test_nothing_in_the_package_imports_fcntl():
+    """POSIX-only modules stay out, so modbench installs and runs on macOS and Windows (locks: filelock)."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "bench"
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] in ("fcntl", "termios", "resource") for n in names), path
