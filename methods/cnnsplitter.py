@@ -23,6 +23,7 @@ from bench.errors import BenchError, UsageError
 from bench.hookspecs import hookimpl
 from bench.importers.authors import Mapping, read_checkpoint
 from bench.importers.layouts import RESCNN, SIMCNN
+from bench.modular.batchnorm import recalibrate_batchnorm
 from bench.modular.candidates import CandidateScorer
 from bench.modular.ensemble import ClassModules
 from bench.modular.evolution import Evolution, SearchSettings
@@ -53,7 +54,9 @@ class CNNSplitterHparams:
     merge of classes keeps (50-500). samples_per_pass: inputs a forward pass scores, candidates
     stacked along the batch (speed only). published: a folder of the authors' released modules
     (``simcnn_cifar10``, ...) to reuse instead of searching; the cell's model must be
-    ``simcnn:bn=false`` or ``rescnn:bn=false`` and its data ImageNet-normalised.
+    ``simcnn:bn=false`` or ``rescnn:bn=false`` and its data ImageNet-normalised. recalibrate_bn:
+    re-estimate a composed module's BatchNorm statistics on the training images (a no-op without BN;
+    the authors' CNNs have none; on the zoo's BN models a module cut without it answers one class).
     """
 
     population: int = field(default=100, metadata=SEARCH)
@@ -71,6 +74,7 @@ class CNNSplitterHparams:
     beam_max: int = field(default=500, metadata=SEARCH)
     samples_per_pass: int = field(default=4096, metadata=SEARCH)
     published: str | None = None
+    recalibrate_bn: bool = field(default=True, metadata={"stage": "compose"})
 
     def __post_init__(self) -> None:
         try:
@@ -144,9 +148,13 @@ class CNNSplitter(Method):
 
     def compose(self, ctx: StageContext, trained: TrainedModel, modules: ModuleSet,
                 classes: Sequence[int]) -> nn.Module:
-        """One extracted module per class, voting with its own-class logit."""
+        """One extracted module per class, voting with its own-class logit (BatchNorm statistics re-estimated
+        on the training images unless ``recalibrate_bn`` is off)."""
         keeps = self._class_keeps(ctx, trained.model, modules, classes)
-        return ClassModules([extract(trained.model, keep) for keep in keeps], classes, ctx.num_classes)
+        composed = ClassModules([extract(trained.model, keep) for keep in keeps], classes, ctx.num_classes)
+        if ctx.hparams.recalibrate_bn:
+            recalibrate_batchnorm(composed, ctx.batches("train"))
+        return composed
 
     @staticmethod
     def _class_keeps(ctx: StageContext, model: nn.Module, modules: ModuleSet,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bench.errors import UsageError
 from bench.pipeline.runner import run_grid
@@ -33,3 +34,21 @@ def test_search_settings_are_checked_in_one_line():
         CNNSplitterHparams(population=10, elites=10)
     with pytest.raises(UsageError, match="beam_max"):
         CNNSplitterHparams(beam_min=10, beam_max=5)
+
+
+def test_batchnorm_recalibration_refits_the_statistics_of_a_pruned_module():
+    from torch import nn
+
+    from bench.models.cnn import simcnn
+    from bench.modular.batchnorm import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = simcnn(4, width=0.125).eval()
+    batches = [(torch.randn(16, 3, 32, 32) * 2 + 1, torch.zeros(16, dtype=torch.long)) for _ in range(3)]
+    assert recalibrate_batchnorm(model, batches) == 13 and not model.training
+    norm = model.features[0].bn
+    images = torch.cat([x for x, _ in batches])
+    conv_out = model.features[0].conv(images)
+    assert torch.allclose(norm.running_mean, conv_out.mean(dim=(0, 2, 3)), atol=1e-4)  # the average of the batches
+    assert norm.momentum == 0.1
+    assert recalibrate_batchnorm(nn.Sequential(nn.Linear(3, 3)), batches) == 0
