@@ -42,5 +42,5 @@ SMOKE = FamilyPreset(
     # CNNSplitter's search scaled down so a width-0.25 SimCNN on digits searches in about a minute on a
     # laptop CPU (the paper: population 100, 200 generations, 50 parents, 20 elites)
     {"cnnsplitter": {"population": 16, "generations": 6, "parents": 8, "elites": 4, "beam_min": 16,
-                     "active_min": 0.4, "active_max": 0.7}},
+                     "active_min": 0.5, "active_max": 0.8}},
 )
