@@ -9,7 +9,7 @@ from bench.testing import make_tiny_grid
 
 
 def test_waves_put_dependencies_first(tmp_path):
-    grid = make_tiny_grid(tmp_path, methods="mwt,standard", models="deit_s:depth=1,width=0.125")
+    grid = make_tiny_grid(tmp_path, methods="mwt,standard", models="deit_s:depth=2,width=0.125")
     cells = expand(grid, get_plugins())
     first, rest = waves(cells)
     assert {c.method for c in first} == {"standard"}

@@ -35,3 +35,13 @@ def test_dry_run_from_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     assert "nemo / simcnn:width=0.125" in result.output and "2 cells, 0 done" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_method_is_left_out_of_models_it_cannot_modularize(tmp_path):
+    args = ["run", "--dry-run", "--methods", "standard,cnnsplitter", "--datasets", TINY_DATASET, "--tasks", "0,1",
+            "--out", str(tmp_path / "runs"), "--device", "cpu"]
+    result = CliRunner().invoke(cli, [*args, "--models", f"{TINY_MODEL},vit_s:depth=2,width=0.125"])
+    assert result.exit_code == 0, result.output
+    assert "cnnsplitter / simcnn:width=0.125" in result.output
+    assert "cnnsplitter / vit_s" not in result.output and "standard / vit_s" in result.output
+

@@ -137,7 +137,7 @@ def test_plain_training_keeps_biases_and_norms_out_of_weight_decay(monkeypatch):
     real = training.make_optimizer
     monkeypatch.setattr(training, "make_optimizer", lambda recipe, groups, lr: seen.append(groups) or real(
         recipe, groups, lr))
-    model = vit_s(4, width=0.125, depth=1)
+    model = vit_s(4, width=0.125, depth=2)
     data = TensorData(torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 4)
     loader = BatchLoader(data, 8, mean=(0.5,) * 3, std=(0.25,) * 3)
     fit(model, loader, None, Recipe(epochs=1, optimizer="adamw", weight_decay=0.05), Schedule(1, 1e-3))

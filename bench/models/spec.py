@@ -24,10 +24,10 @@ def check_width(width: float) -> float:
     return width
 
 
-def check_depth(depth: int) -> int:
-    """``depth`` when it is an integer from 1 to MAX_DEPTH; ValueError saying so otherwise."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
-        raise ValueError(f"depth must be an integer from 1 to {MAX_DEPTH}, got {depth!r}")
+def check_depth(depth: int, minimum: int = 1, why: str = "") -> int:
+    """``depth`` when it is an integer from ``minimum`` to MAX_DEPTH; ValueError saying so (and ``why``) otherwise."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or not minimum <= depth <= MAX_DEPTH:
+        raise ValueError(f"depth must be an integer from {minimum} to {MAX_DEPTH}{why}, got {depth!r}")
     return depth
 
 

@@ -147,7 +147,7 @@ class ViT(nn.Module):
 
 def _vit(num_classes: int, width: float, depth: int, heads: int, distilled: bool) -> ViT:
     check_width(width)
-    check_depth(depth)
+    check_depth(depth, minimum=2, why=" (modules mask every block but the first)")
     dim = max(heads, round(384 * width / heads) * heads)
     return ViT(num_classes, dim=dim, depth=depth, heads=heads, mlp_dim=max(1, round(1536 * width)),
                distilled=distilled)
