@@ -121,10 +121,10 @@ def test_the_bf16_grid_on_cuda(tmp_path):
 
 def kernel_mode() -> tuple:
     """The process-wide settings ``--deterministic`` is about: deterministic algorithms (and warn-only),
-    cuDNN deterministic, cuDNN autotuning, CUBLAS_WORKSPACE_CONFIG."""
+    cuDNN deterministic, cuDNN autotuning, CUBLAS_WORKSPACE_CONFIG, cuDNN attention."""
     return (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-            os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.backends.cuda.cudnn_sdp_enabled())
 
 
 @pytest.fixture
@@ -136,6 +136,7 @@ def restored_kernel_mode(monkeypatch):
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+    torch.backends.cuda.enable_cudnn_sdp(saved[5])
 
 
 def figures(record: Record) -> dict:
@@ -164,8 +165,8 @@ def run_watching_kernels(out: Path, deterministic: bool, monkeypatch) -> tuple[l
 def test_deterministic_mode_is_set_recorded_and_changes_no_cpu_number(tmp_path, monkeypatch, restored_kernel_mode):
     strict, strict_modes = run_watching_kernels(tmp_path / "strict", True, monkeypatch)
     free, free_modes = run_watching_kernels(tmp_path / "free", False, monkeypatch)
-    assert strict_modes == {(True, True, True, False, ":4096:8")}  # train and fine-tune, every cell
-    assert {(mode[0], mode[2], mode[3]) for mode in free_modes} == {(False, False, False)}  # no autotuning on a CPU
+    assert strict_modes == {(True, True, True, False, ":4096:8", False)}  # train and fine-tune, every cell
+    assert {(mode[0], mode[2], mode[3], mode[5]) for mode in free_modes} == {(False, False, False, True)}
     assert [r["deterministic"] for r in strict] == [True, True] and [r["deterministic"] for r in free] == [False, False]
     assert [r["method"] for r in strict] == [r["method"] for r in free] == ["standard", "mwt"]
     for a, b in zip(strict, free, strict=True):

@@ -127,8 +127,10 @@ def prepare_process(deterministic: bool = False) -> None:
 def configure_kernels(device: torch.device, deterministic: bool) -> None:
     """Kernel choice for one cell: cuDNN autotuning on GPUs, or deterministic algorithms when asked.
 
-    In deterministic mode an operation without a deterministic kernel warns instead of failing.
+    In deterministic mode an operation without a deterministic kernel warns instead of failing, and
+    attention leaves cuDNN's kernel, whose backward pass is not deterministic (seen on an H100).
     """
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cuda.enable_cudnn_sdp(not deterministic)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic  # fixed 32x32 shapes
