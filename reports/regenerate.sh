@@ -4,7 +4,7 @@
 SEEDS=0,1,2
 RUNS=${RUNS:-$HOME/.cache/modbench/reports-runs}
 #
-# 1. default/      bench run's own grid (every built-in method, simcnn:width=0.25 and vit_s:depth=4,width=0.25)
+# 1. default/      bench run's own grid (simcnn:width=0.25 and vit_s:depth=2,width=0.25) with every built-in method
 # 2. alpha-sweep/  nemo's alpha on both models
 # 3. thresholds/   mwt's module threshold on both models (one trained model per seed serves every threshold)
 set -euo pipefail
@@ -18,7 +18,7 @@ report() {  # report NAME RUNS-SUBFOLDER [compare A,B]
   if [ $# -ge 3 ]; then bench report --runs "$RUNS/$2" --compare "$3" --format md --out "$1/compare.md"; fi
 }
 
-bench run --seeds "$SEEDS" --out "$RUNS/default" --quiet
+bench run --methods standard,mwt,nemo,cnnsplitter --seeds "$SEEDS" --out "$RUNS/default" --quiet
 report default default mwt,nemo
 
 bench run --methods nemo --models "$MODELS" --seeds "$SEEDS" --tasks 0,1 --tasks 2,3,4 \

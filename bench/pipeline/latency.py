@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import Callable, Iterator
 
@@ -36,6 +37,18 @@ def _timer(device: torch.device) -> Callable[[], float]:
     return now
 
 
+@contextlib.contextmanager
+def _quiet_cpp_extension() -> Iterator[None]:
+    """Silence the warning torch.utils.benchmark's import logs on a machine with CUDA files but no CUDA runtime."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def call_seconds(run: Callable[[], object], device: torch.device, max_seconds: float = 0.25) -> float:
     """Median seconds of one call of ``run`` (torch.utils.benchmark), work on ``device`` included.
 
@@ -45,7 +58,8 @@ def call_seconds(run: Callable[[], object], device: torch.device, max_seconds: f
     or how busy the machine is (on two cores shared with other jobs, two threads time 3-10x slower
     and wall-clock ratios swing by as much).
     """
-    from torch.utils import benchmark
+    with _quiet_cpp_extension():
+        from torch.utils import benchmark
 
     threads = 1 if device.type == "cpu" else torch.get_num_threads()
     timer = benchmark.Timer("run()", globals={"run": run}, num_threads=threads, timer=_timer(device))
