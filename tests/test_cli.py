@@ -7,15 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from console import invoker, run_main
 
-from bench.cli import cli, main
+from bench.cli import cli
 from bench.grid.config import read_config_file
 from bench.record import as_record
 from bench.report.tables import FOOTNOTE
@@ -24,46 +24,10 @@ from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, 
 COMMANDS = ("run", "report", "list", "plugins", "show", "export", "import")
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def one_line_error(self) -> str:
-        """The single stderr line of a failed command (no traceback)."""
-        assert "Traceback" not in self.err, self.err
-        lines = self.err.strip().splitlines()
-        assert len(lines) == 1, self.err
-        assert lines[0].startswith("error: ")
-        return lines[0]
-
-
-def run_main(argv: list[str]) -> int:
-    """``bench ARGV`` in process, as the console script runs it; returns the exit code."""
-    saved = sys.argv
-    sys.argv = ["bench", *map(str, argv)]
-    try:
-        main()
-    except SystemExit as exit_info:
-        return exit_info.code
-    finally:
-        sys.argv = saved
-    raise AssertionError("bench.cli.main returned without sys.exit")
-
-
 @pytest.fixture
 def bench(monkeypatch, capsys):
     """Run ``bench ...`` in process and return its exit code, stdout and stderr."""
-    monkeypatch.setenv("COLUMNS", "250")
-
-    def invoke(*args: object) -> Result:
-        capsys.readouterr()
-        code = run_main(list(args))
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return invoke
+    return invoker(capsys, monkeypatch)
 
 
 CONFIG = f"""

@@ -14,13 +14,13 @@ import json
 import os
 import resource
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from console import Result, invoker, run_main
 from torch import nn
 
 import bench.cli
@@ -42,54 +42,17 @@ RUN = ["run", "--methods", "standard", *GRID]
 CONFIG_RUN = ["run", "--methods", "standard", "--device", "cpu", "--quiet"]  # leaves tasks and settings to --config
 
 
-@dataclass
-class Result:
-    """What one ``bench`` command did: exit code, standard output, standard error."""
-
-    code: int
-    out: str
-    err: str
-
-    def line(self) -> str:
-        """The one line on standard error (asserting there is exactly one, and no traceback)."""
-        assert "Traceback" not in self.err, self.err
-        lines = self.err.strip().splitlines()
-        assert len(lines) == 1, self.err
-        return lines[0]
-
-
-def main(args: list[object]) -> int:
-    """``bench ARGS`` in process, as the console script runs it; its exit code."""
-    saved = sys.argv
-    sys.argv = ["bench", *map(str, args)]
-    try:
-        bench.cli.main()
-    except SystemExit as exit_info:
-        return exit_info.code
-    finally:
-        sys.argv = saved
-    raise AssertionError("bench.cli.main returned without sys.exit")
-
-
 @pytest.fixture
 def cli(capsys, monkeypatch) -> Callable[..., Result]:
     """Run ``bench ...`` in process; returns its exit code and output."""
-    monkeypatch.setenv("COLUMNS", "250")
-
-    def invoke(*args: object) -> Result:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return invoke
+    return invoker(capsys, monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A finished tiny run of the standard method (task 0,1): the runs folder."""
     runs = tmp_path_factory.mktemp("hostile") / "runs"
-    assert main([*RUN, "--out", runs]) == 0
+    assert run_main([*RUN, "--out", runs]) == 0
     return runs
 
 
