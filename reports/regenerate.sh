@@ -9,7 +9,7 @@ RUNS=${RUNS:-$HOME/.cache/modbench/reports-runs}
 # 3. thresholds/   mwt's module threshold on both models (one trained model per seed serves every threshold)
 set -euo pipefail
 cd "$(dirname "$0")"
-MODELS="simcnn:width=0.25,vit_s:depth=4,width=0.25"
+MODELS="simcnn:width=0.25,vit_s:depth=2,width=0.25"  # the default grid's models
 
 report() {  # report NAME RUNS-SUBFOLDER [compare A,B]
   mkdir -p "$1"
