@@ -55,8 +55,10 @@ class CNNSplitterHparams:
     stacked along the batch (speed only). published: a folder of the authors' released modules
     (``simcnn_cifar10``, ...) to reuse instead of searching; the cell's model must be
     ``simcnn:bn=false`` or ``rescnn:bn=false`` and its data ImageNet-normalised. recalibrate_bn:
-    re-estimate a composed module's BatchNorm statistics on the training images (a no-op without BN;
-    the authors' CNNs have none; on the zoo's BN models a module cut without it answers one class).
+    re-estimate a composed module's BatchNorm statistics on the training images, and rate each
+    candidate of the search with its own statistics over the held-out samples, so the search scores
+    the modules compose builds (a no-op without BN: the authors' CNNs have none; on the zoo's BN
+    models a module cut without it answers one class).
     """
 
     population: int = field(default=100, metadata=SEARCH)
@@ -74,7 +76,7 @@ class CNNSplitterHparams:
     beam_max: int = field(default=500, metadata=SEARCH)
     samples_per_pass: int = field(default=4096, metadata=SEARCH)
     published: str | None = None
-    recalibrate_bn: bool = field(default=True, metadata={"stage": "compose"})
+    recalibrate_bn: bool = field(default=True, metadata=SEARCH)
 
     def __post_init__(self) -> None:
         try:
@@ -107,7 +109,8 @@ def search(ctx: StageContext, model: nn.Module, hparams: CNNSplitterHparams) -> 
     layout = GeneLayout.from_model(model, searched, hparams.groups_small, hparams.groups_large, hparams.large_layer)
     importance = kernel_importance(model, val, ctx.num_classes, layout.probes, hparams.confidence)
     bf16 = ctx.recipe.resolved_precision(ctx.device.type) == "bf16"
-    scorer = CandidateScorer(model, layout.unit_names, layout.unit_sizes, inputs, hparams.samples_per_pass, bf16)
+    scorer = CandidateScorer(model, layout.unit_names, layout.unit_sizes, inputs, hparams.samples_per_pass, bf16,
+                             batch_stats=hparams.recalibrate_bn)
     evolution = Evolution(layout, importance_orders(importance), scorer, labels, ctx.num_classes,
                           hparams.settings(), ctx.seed)
     state = evolution.run(ctx.checkpoint, ctx.progress)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from bench.models.cnn import rescnn, resnet18, simcnn, vgg16
+from bench.modular.batchnorm import recalibrate_batchnorm
 from bench.modular.candidates import CandidateScorer
 from bench.modular.ensemble import ClassModules
 from bench.modular.evolution import Evolution, SearchSettings
@@ -54,6 +55,38 @@ def test_stacked_masked_scoring_equals_the_physically_sliced_modules(name):
             assert torch.allclose(logits[i], module(inputs)[:, c], rtol=1e-4, atol=1e-5)
     assert scorer.candidates == 5
     assert all(unit.generator is None for _, unit in maskable_units(model))  # the scorer works on a copy
+
+
+def batch_normalised(module: nn.Module) -> nn.Module:
+    """``module`` in eval mode except its BatchNorms, which normalise with the batch's statistics."""
+    module.eval()
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.train()
+    return module
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_scoring_with_batch_stats_equals_the_sliced_modules_normalising_their_own_batch(name):
+    torch.manual_seed(1)
+    model = settled(MODELS[name]())
+    named = maskable_units(model)
+    names, sizes = [n for n, _ in named], [u.num_units for _, u in named]
+    keep = torch.rand(4, sum(sizes)) < 0.5
+    keep[:, torch.tensor([0, *sizes]).cumsum(0)[:-1]] = True
+    classes = torch.tensor([1, 4, 1, 8])
+    inputs = torch.randn(32, 3, 32, 32)
+    scorer = CandidateScorer(model, names, sizes, inputs, samples_per_pass=64, batch_stats=True)  # 2 a pass
+    logits = scorer.own_class_logits(keep, classes)
+    plain = CandidateScorer(model, names, sizes, inputs, samples_per_pass=64).own_class_logits(keep, classes)
+    for i, (row, c) in enumerate(zip(keep, classes.tolist(), strict=True)):
+        module = extract(model, dict(zip(names, torch.split(row, sizes), strict=True)))
+        with torch.no_grad():
+            assert torch.allclose(logits[i], batch_normalised(module)(inputs)[:, c], rtol=1e-4, atol=1e-5)
+            assert recalibrate_batchnorm(module, [(inputs, None)]) > 0  # what compose does, on these inputs
+            assert torch.allclose(logits[i], module.eval()(inputs)[:, c], rtol=0.1, atol=0.05)  # unbiased variances
+    assert not torch.allclose(logits, plain, atol=1e-2)  # the full model's statistics rate them otherwise
+    assert all(isinstance(m, nn.BatchNorm2d) for m in model.modules() if "norm" in type(m).__name__.lower())
 
 
 def test_class_modules_vote_with_own_class_logits_and_leave_other_columns_zero():

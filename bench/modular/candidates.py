@@ -5,7 +5,11 @@ the batch (candidate-major: the cached inputs repeated k times) and gives every 
 ``StackedMask`` generator, so that each sample is multiplied by its own candidate's channel mask
 after BN and before the ReLU. A dropped kernel's channel is then 0 everywhere downstream, which is
 what physically removing it computes (``bench.modular.extract``; a test proves the equality), so
-the search never slices a model: only the final modules are extracted.
+the search never slices a model: only the final modules are extracted. With ``batch_stats`` every
+BatchNorm normalises each candidate with that candidate's own statistics over the scored samples
+(``CandidateBatchNorm``), as the module in training mode would on those samples and close to what
+``recalibrate_batchnorm`` stores for the composed module: a candidate is rated as the module it
+becomes, not with the statistics the full model saw.
 """
 
 from __future__ import annotations
@@ -32,17 +36,56 @@ class StackedMask(nn.Module):
         return self.masks.repeat_interleave(x.shape[0] // k, dim=0)  # (k * samples, channels)
 
 
+class CandidateBatchNorm(nn.Module):
+    """A BatchNorm2d applied to ``candidates`` stacked candidates, each with its own statistics.
+
+    Mean and variance per candidate and channel over that candidate's samples and pixels (what the
+    layer computes in training mode on that candidate's batch), then the layer's own affine.
+    """
+
+    def __init__(self, norm: nn.BatchNorm2d) -> None:
+        super().__init__()
+        self.norm = norm
+        self.candidates = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stacked = x.float().view(self.candidates, -1, *x.shape[1:])  # (k, samples, channels, h, w)
+        var, mean = torch.var_mean(stacked, dim=(1, 3, 4), correction=0, keepdim=True)
+        scale = torch.rsqrt(var + self.norm.eps)
+        if self.norm.affine:
+            scale = scale * self.norm.weight[:, None, None]
+        shift = -mean * scale
+        if self.norm.affine:
+            shift = shift + self.norm.bias[:, None, None]
+        return torch.addcmul(shift, stacked, scale).view_as(x).to(x.dtype)
+
+
+def _stacked_norms(model: nn.Module) -> list[CandidateBatchNorm]:
+    """Every BatchNorm2d of ``model`` replaced (in place) by a ``CandidateBatchNorm`` around it."""
+    norms = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                norms.append(CandidateBatchNorm(child))
+                setattr(parent, name, norms[-1])
+    return norms
+
+
 class CandidateScorer:
     """Own-class logits of candidate modules on cached inputs, ``samples_per_pass`` samples a forward.
 
     ``model`` is copied once (eval mode, on its device) and the copy's searched units get stacked
-    masks; ``unit_names``/``unit_sizes`` are the columns of a keep matrix. ``candidates`` and
-    ``seconds`` count the work done, for a candidates-per-second figure.
+    masks; ``unit_names``/``unit_sizes`` are the columns of a keep matrix. With ``batch_stats`` each
+    candidate's BatchNorm statistics come from its own samples of a pass (all cached inputs when
+    they fit in ``samples_per_pass``). ``candidates`` and ``seconds`` count the work done, for a
+    candidates-per-second figure.
     """
 
     def __init__(self, model: nn.Module, unit_names: Sequence[str], unit_sizes: Sequence[int],
-                 inputs: torch.Tensor, samples_per_pass: int = 4096, bf16: bool = False) -> None:
+                 inputs: torch.Tensor, samples_per_pass: int = 4096, bf16: bool = False,
+                 batch_stats: bool = False) -> None:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.norms = _stacked_norms(self.model) if batch_stats else []
         named = dict(units(self.model))
         self.masks = []
         for name in unit_names:
@@ -81,6 +124,8 @@ class CandidateScorer:
 
     def _pass(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         k = len(classes)
+        for norm in self.norms:
+            norm.candidates = k
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(x.repeat(k, 1, 1, 1)).float()  # (k * samples, num_classes)
         logits = logits.view(k, len(x), -1)
