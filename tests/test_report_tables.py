@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from io import StringIO
 
 import pandas as pd
@@ -160,3 +161,16 @@ def test_a_swept_precision_is_one_column():
     table = raw(summary)
     assert list(table.columns).count("precision") == 1 and table["precision"].tolist() == ["bf16", "fp32"]
     assert "precision" in render(summary, "md").splitlines()[0]
+
+
+def test_two_records_of_one_configuration_seed_and_threshold_count_once_the_newest(tmp_path):
+    old = make_record("mwt", tasks=[task([0, 1], 0.5)])
+    new = make_record("mwt", tasks=[task([0, 1], 0.9)], run_id=old["run_id"] + "-after-an-upgrade")
+    other_seed = make_record("mwt", seed=1, tasks=[task([0, 1], 0.7)])
+    old_path, new_path, _ = write_records(tmp_path, [old, new, other_seed])
+    os.utime(old_path, (1_000_000, 1_000_000))
+    loaded = load_records(tmp_path)
+    assert sorted(t["module_acc"] for r in loaded.records for t in r["tasks"]) == [0.7, 0.9]
+    assert loaded.skipped == [f"{old_path}: an older record of the configuration, seed and threshold of {new_path}"]
+    table = raw(summarize(task_rows(loaded.records))).set_index("method")
+    assert table.loc["mwt", "n"] == 2 and abs(table.loc["mwt", "module_acc_mean"] - 0.8) < 1e-9

@@ -18,13 +18,27 @@ class Loaded:
 
 
 def load_records(runs: Path) -> Loaded:
-    """Every record under ``runs``; a bad file is skipped with a warning, never breaks the others."""
+    """Every record under ``runs``; a bad file is skipped with a warning, never breaks the others.
+
+    Two records of one configuration, seed and threshold (a store that outlived a modbench version
+    whose stage keys changed) are one seed, not two: the newest file is read, the older one skipped
+    with a warning naming both.
+    """
     loaded = Loaded()
+    newest: dict[tuple, tuple[float, Path, Record]] = {}
     for path in sorted(runs.rglob("record.json")):
         try:
-            loaded.records.append(read_record(path))
+            record = read_record(path)
         except BadRecord as exc:
             loaded.skipped.append(str(exc))
+            continue
+        key = (record["config_key"], record["seed"], repr(record["threshold"]))
+        entry = (path.stat().st_mtime, path, record)
+        if key in newest:
+            older, entry = sorted([newest[key], entry], key=lambda e: e[0])
+            loaded.skipped.append(f"{older[1]}: an older record of the configuration, seed and threshold of {entry[1]}")
+        newest[key] = entry
+    loaded.records = [record for _, _, record in sorted(newest.values(), key=lambda e: e[1])]
     fill_baselines(loaded.records)
     return loaded
 
