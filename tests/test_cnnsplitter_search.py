@@ -37,14 +37,20 @@ def settled(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def candidates(model: nn.Module, count: int, share: float) -> tuple[list[str], list[int], torch.Tensor]:
+    """(unit names, unit sizes, keep): ``count`` random candidates keeping about ``share`` of every layer."""
+    named = maskable_units(model)
+    names, sizes = [n for n, _ in named], [u.num_units for _, u in named]
+    keep = torch.rand(count, sum(sizes)) < share
+    keep[:, torch.tensor([0, *sizes]).cumsum(0)[:-1]] = True  # at least one kernel a layer
+    return names, sizes, keep
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_stacked_masked_scoring_equals_the_physically_sliced_modules(name):
     torch.manual_seed(0)
     model = settled(MODELS[name]())
-    named = maskable_units(model)
-    names, sizes = [n for n, _ in named], [u.num_units for _, u in named]
-    keep = torch.rand(5, sum(sizes)) < 0.6
-    keep[:, torch.tensor([0, *sizes]).cumsum(0)[:-1]] = True  # at least one kernel a layer
+    names, sizes, keep = candidates(model, 5, 0.6)
     classes = torch.tensor([3, 0, 7, 3, 9])
     inputs = torch.randn(6, 3, 32, 32)
     scorer = CandidateScorer(model, names, sizes, inputs, samples_per_pass=12)  # 2 candidates a pass
@@ -70,10 +76,7 @@ def batch_normalised(module: nn.Module) -> nn.Module:
 def test_scoring_with_batch_stats_equals_the_sliced_modules_normalising_their_own_batch(name):
     torch.manual_seed(1)
     model = settled(MODELS[name]())
-    named = maskable_units(model)
-    names, sizes = [n for n, _ in named], [u.num_units for _, u in named]
-    keep = torch.rand(4, sum(sizes)) < 0.5
-    keep[:, torch.tensor([0, *sizes]).cumsum(0)[:-1]] = True
+    names, sizes, keep = candidates(model, 4, 0.5)
     classes = torch.tensor([1, 4, 1, 8])
     inputs = torch.randn(32, 3, 32, 32)
     scorer = CandidateScorer(model, names, sizes, inputs, samples_per_pass=64, batch_stats=True)  # 2 a pass
