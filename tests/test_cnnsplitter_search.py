@@ -92,6 +92,18 @@ def test_scoring_with_batch_stats_equals_the_sliced_modules_normalising_their_ow
     assert all(isinstance(m, nn.BatchNorm2d) for m in model.modules() if "norm" in type(m).__name__.lower())
 
 
+def test_bf16_scoring_with_batch_stats_runs_under_cpu_autocast_close_to_fp32():
+    """The GPU's path (bfloat16 autocast, per-candidate statistics in float32), taken on a CPU."""
+    torch.manual_seed(2)
+    model = settled(simcnn(10, width=0.125))
+    names, sizes, keep = candidates(model, 3, 0.6)
+    classes, inputs = torch.tensor([1, 2, 3]), torch.randn(16, 3, 32, 32)
+    fp32 = CandidateScorer(model, names, sizes, inputs, 32, batch_stats=True).own_class_logits(keep, classes)
+    bf16 = CandidateScorer(model, names, sizes, inputs, 32, bf16=True, batch_stats=True).own_class_logits(keep, classes)
+    assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
+    assert not torch.equal(bf16, fp32) and torch.allclose(bf16, fp32, atol=0.05)
+
+
 def test_class_modules_vote_with_own_class_logits_and_leave_other_columns_zero():
     torch.manual_seed(0)
     a, b = settled(simcnn(4, width=0.125)), settled(simcnn(4, width=0.125))
