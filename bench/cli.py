@@ -125,22 +125,20 @@ def run(config_file: Path | None, **given: Any) -> int:
     return 0
 
 
-LOGGERS = ("tensorboard",)
-
-
 def enable_loggers(names: tuple[str, ...]) -> None:
     """Switch on the named logger plugins for this run (``--log tensorboard``)."""
     import os
 
-    chosen = [n.strip() for n in ",".join(names).split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in LOGGERS]
-    if unknown:
-        raise UsageError(f"unknown logger '{unknown[0]}' (choose {', '.join(LOGGERS)})")
-    if "tensorboard" in chosen:
-        from bench.loggers.tensorboard import summary_writer
+    from bench.loggers import tensorboard
 
-        summary_writer()  # fails now, in one line, when the [tensorboard] extra is missing
-    os.environ["MODBENCH_LOG"] = ",".join(chosen)
+    loggers = (tensorboard.NAME,)
+    chosen = [n.strip() for n in ",".join(names).split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in loggers]
+    if unknown:
+        raise UsageError(f"unknown logger '{unknown[0]}' (choose {', '.join(loggers)})")
+    if tensorboard.NAME in chosen:
+        tensorboard.summary_writer()  # fails now, in one line, when the [tensorboard] extra is missing
+    os.environ[tensorboard.ENV_VAR] = ",".join(chosen)
 
 
 def print_summary(records: list[dict[str, Any]], title: str) -> None:
@@ -316,8 +314,6 @@ def export(run_path: Path, task: str, out: Path, runs: Path) -> int:
     from bench.report.show import find_record
 
     record = find_record(run_path, runs)
-    if record.get("error"):
-        raise UsageError(f"record {record['run_id']} failed ({record['error']}); nothing to export")
     runs_root = _runs_root(run_path, runs, record["run_id"])
     path = export_module(record, parse_task(task), out, runs_root)
     click.echo(f"wrote {path}", err=True)

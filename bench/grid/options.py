@@ -17,8 +17,6 @@ import click
 from bench.errors import UsageError
 from bench.grid.settings import settings_from_table
 
-KINDS = ("list", "refs", "tasks", "settings", "text", "path", "flag")
-
 
 @dataclass(frozen=True)
 class RunOption:
@@ -89,20 +87,25 @@ OPTIONS = {option.name: option for option in RUN_OPTIONS}
 CONFIG_KEYS = tuple(OPTIONS)
 
 
+def click_option(option: RunOption) -> Callable:
+    """The click decorator of one run option (its default is applied later, by ``merge_options``)."""
+    kwargs: dict[str, Any] = {"help": option.help_text()}
+    if option.kind == "flag":
+        kwargs["is_flag"] = True
+        kwargs["default"] = None
+    elif option.repeatable:
+        kwargs["multiple"] = True
+    if option.choices:
+        kwargs["type"] = click.Choice(option.choices)
+    if option.kind == "path":
+        kwargs["type"] = click.Path(path_type=Path)
+    return click.option(option.flag, option.name, **kwargs)
+
+
 def click_options(command: Callable) -> Callable:
-    """Decorate a click command with every run option (defaults are applied later, by ``merge_options``)."""
+    """Decorate a click command with every run option."""
     for option in reversed(RUN_OPTIONS):
-        kwargs: dict[str, Any] = {"help": option.help_text()}
-        if option.kind == "flag":
-            kwargs["is_flag"] = True
-            kwargs["default"] = None
-        elif option.repeatable:
-            kwargs["multiple"] = True
-        if option.choices:
-            kwargs["type"] = click.Choice(option.choices)
-        if option.kind == "path":
-            kwargs["type"] = click.Path(path_type=Path)
-        command = click.option(option.flag, option.name, **kwargs)(command)
+        command = click_option(option)(command)
     return command
 
 

@@ -13,19 +13,9 @@ from typing import Any
 import click
 
 from bench.errors import UsageError
-from bench.grid.options import OPTIONS
+from bench.grid.options import OPTIONS, click_option
 
 SOURCES = ("mwt", "nemo")
-
-
-def _shared(name: str, **kwargs: Any) -> Any:
-    """A ``bench run`` option reused as it is declared there (same name, default and help)."""
-    option = OPTIONS[name]
-    if option.repeatable:
-        kwargs["multiple"] = True
-    if option.kind == "path":
-        kwargs["type"] = click.Path(path_type=Path)
-    return click.option(option.flag, option.name, help=option.help_text(), **kwargs)
 
 
 @click.command(name="import")
@@ -37,10 +27,10 @@ def _shared(name: str, **kwargs: Any) -> Any:
 @click.option("--model", required=True, help="The zoo model it fits, with arguments, e.g. vgg16 or vit_s:depth=12.")
 @click.option("--dataset", required=True, help="The data set it was trained on, e.g. cifar10.")
 @click.option("--seed", type=int, default=0, show_default=True, help="The seed of the cell it becomes.")
-@_shared("preset")
-@_shared("set")
-@_shared("out")
-@_shared("data_root")
+@click_option(OPTIONS["preset"])
+@click_option(OPTIONS["set"])
+@click_option(OPTIONS["out"])
+@click_option(OPTIONS["data_root"])
 def import_checkpoint(checkpoint: Path, source: str, method: str | None, model: str, dataset: str, seed: int,
                       **options: Any) -> int:
     """Store an authors' released checkpoint as the trained model of a cell.

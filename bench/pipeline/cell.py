@@ -16,7 +16,7 @@ from bench.grid.config import CellConfig
 from bench.grid.resolve import Resolved
 from bench.pipeline import layout, store
 from bench.pipeline.env import configure_kernels, environment
-from bench.pipeline.stages.evaluate import EvaluateStage
+from bench.pipeline.stages.evaluate import EvaluateStage, Reference
 from bench.pipeline.stages.modularize import ModularizeStage
 from bench.pipeline.stages.record import Figures, RecordStage
 from bench.pipeline.stages.reuse import ReuseStage
@@ -62,8 +62,8 @@ class CellRunner:
             trained = self.train.run(r)
             figures.model_metrics = self.evaluate.model_metrics(r, trained)
             figures.history = trained.model.history
-            figures.baseline = self._baseline(cell, r, figures.model_metrics["test_acc"])
             ref = self.evaluate.reference(r)
+            figures.baseline = self._baseline(cell, r, ref, figures.model_metrics["test_acc"])
             for threshold in cell.grid.thresholds:
                 modules, figures.modularization = self.modularize.run(r, trained, threshold)
                 ctx = self.modularize.context(r, trained, threshold)
@@ -89,11 +89,9 @@ class CellRunner:
             self.ws.emit("run_end", r, dict(record))
         return records
 
-    def _baseline(self, cell: CellConfig, r: Resolved, method_test_acc: float) -> dict | None:
+    def _baseline(self, cell: CellConfig, r: Resolved, ref: Reference, method_test_acc: float) -> dict | None:
         """The standard model's health, warned about in one line when it looks failed."""
-        ref = self.evaluate.reference(r)
-        standard_acc = self.evaluate.model_metrics(ref.cell, ref.trained)["test_acc"]
-        baseline = baseline_check(standard_acc, method_test_acc, self.ws.data_of(r).num_classes)
+        baseline = baseline_check(ref.test_acc, method_test_acc, self.ws.data_of(r).num_classes)
         if baseline["flag"] is not None:
             log.warning("%s: the standard baseline looks failed: %s", cell.label, baseline["message"])
         return baseline

@@ -24,7 +24,7 @@ from bench.errors import BenchError
 from bench.grid.config import CellConfig, GridConfig
 from bench.grid.resolve import Resolved
 from bench.pipeline.cell import CellRunner
-from bench.pipeline.env import resolve_device
+from bench.pipeline.env import resolve_device, synchronize
 from bench.pipeline.progress import Bars
 from bench.pipeline.training import autocast, cross_entropy_loss, make_optimizer
 from bench.pipeline.workspace import Workspace
@@ -58,14 +58,14 @@ def step_seconds(r: Resolved, num_classes: int, device: torch.device, precision:
         x = ((images.x.float() / 255 - 0.5) / 0.25).to(device)
         y = images.y.to(device)
         for step in range(TIMED_STEPS + 1):
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             with autocast(device, precision):
                 loss, _ = loss_fn(model, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            _synchronize(device)
+            synchronize(device)
             if step:  # the first step warms up
                 times.append(time.perf_counter() - start)
         return []
@@ -78,11 +78,6 @@ def step_seconds(r: Resolved, num_classes: int, device: torch.device, precision:
     ctx.model = r.method.build(ctx).to(device)
     r.method.train(ctx)
     return statistics.median(times)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Planner:

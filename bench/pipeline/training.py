@@ -152,15 +152,15 @@ def fit(
     loss_fn: Callable = cross_entropy_loss,
     groups: list[dict] | None = None,
     select_best: bool = False,
-    precision: str = "fp32",
     on_batch: Callable[[], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place; returns one metrics dict per epoch.
 
     With ``select_best`` the weights of the epoch with the best validation accuracy are restored
-    at the end (model selection on the validation split, never the test set). ``precision``
-    'bf16' runs the forward pass under bfloat16 autocast (on a CPU too). With ``recipe.compile``
+    at the end (model selection on the validation split, never the test set). The recipe's
+    precision on the model's device decides whether the forward pass runs under bfloat16 autocast
+    (on a CPU too, when it says bf16). With ``recipe.compile``
     the loss function (forward pass and loss) runs through ``torch.compile``.
     """
     device = next(model.parameters()).device
@@ -171,7 +171,7 @@ def fit(
     scheduler = make_scheduler(optimizer, schedule, len(train))
     history: list[dict[str, float]] = []
     best: tuple[float, dict] | None = None
-    step = _Step(model, loss_fn, optimizer, scheduler, device, precision)
+    step = _Step(model, loss_fn, optimizer, scheduler, device, recipe.resolved_precision(device.type))
     for epoch in range(schedule.epochs):
         start = time.perf_counter()
         train.set_epoch(epoch)

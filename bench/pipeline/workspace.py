@@ -94,7 +94,7 @@ class Workspace:
 
         try:
             return fit(model, train, val, recipe or r.recipe, schedule, loss_fn or cross_entropy_loss, groups,
-                       select_best=select_best, precision=self.precision(r),
+                       select_best=select_best,
                        on_batch=lambda: self.bars.advance("batch"), on_epoch=epoch_done)
         finally:
             self.bars.hide("stage")

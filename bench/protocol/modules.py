@@ -58,9 +58,10 @@ class ModuleSet:
 
     @classmethod
     def from_state(cls, state: dict) -> ModuleSet:
-        """Inverse of ``to_state``."""
-        return cls(state["unit"], list(state["layers"]), list(state["sizes"]), state["masks"],
-                   dict(state.get("metrics", {})), state.get("frequencies"))
+        """Inverse of ``to_state``; masks and frequencies on the CPU, wherever the state was loaded."""
+        frequencies = state.get("frequencies")
+        return cls(state["unit"], list(state["layers"]), list(state["sizes"]), state["masks"].cpu(),
+                   dict(state.get("metrics", {})), None if frequencies is None else frequencies.cpu())
 
     @classmethod
     def whole(cls, stats: ActivityStats, num_classes: int, family: str) -> ModuleSet:

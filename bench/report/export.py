@@ -22,10 +22,9 @@ from bench.grid.config import GridConfig
 from bench.grid.presets import recipe_for
 from bench.grid.resolve import Resolved
 from bench.grid.settings import Overrides
-from bench.pipeline import layout
 from bench.pipeline.cell import CellRunner
 from bench.pipeline.progress import Bars
-from bench.pipeline.store import load_tensors
+from bench.pipeline.store import atomic_write
 from bench.pipeline.workspace import Workspace
 from bench.plugins.manager import get_plugins
 from bench.record import Record
@@ -99,12 +98,11 @@ def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Pat
         trained = runner.train.run(r)
         modules, _ = runner.modularize.run(r, trained, record["threshold"])
         ctx = runner.modularize.context(r, trained, record["threshold"])
-        entry = runner.reuse.run(r, trained, modules, ctx, directory, classes, runner.evaluate.reference(r))
+        stored = runner.reuse.stored(r, trained, modules, ctx, directory, classes, runner.evaluate.reference(r))
         module = runner.reuse.module(r, trained, modules, ctx, classes)
-        weights = load_tensors(layout.task_file(directory, classes).with_suffix(".pt"), entry["module_sha256"])
     except StageMissing as exc:
         raise StageMissing(f"cannot export {record['run_id']}: {exc}") from None
-    module.load_state_dict(weights)
+    module.load_state_dict(stored.tensors)
     if not runner.reuse.finetunes(r):
         module = _Columns(module, classes)
     wrapped = Normalized(module.eval(), ctx.data.mean, ctx.data.std).eval()
@@ -116,8 +114,6 @@ def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Pat
 
 def _save(program: torch.export.ExportedProgram, out: Path) -> None:
     """Save atomically (a failed write leaves no half file at ``out``); a place that cannot be written is one line."""
-    from bench.pipeline.store import atomic_write
-
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     try:

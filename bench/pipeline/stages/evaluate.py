@@ -20,10 +20,11 @@ from bench.pipeline.store import Stored, classes_label
 
 @dataclass
 class Reference:
-    """The standard model a cell is measured against: its resolved cell, trained model, size and FLOPs."""
+    """The standard model a cell is measured against: its resolved cell, trained model, accuracy, size and FLOPs."""
 
     cell: Resolved
     trained: Trained
+    test_acc: float
     params: int
     flops: int
 
@@ -50,11 +51,13 @@ class EvaluateStage(Stage):
     def reference(self, r: Resolved) -> Reference:
         """The standard model of ``r``'s model, data set, seed and recipe values, with its size and FLOPs."""
         standard = self.ws.resolver.standard_of(r)
-        trained = self.train.run(standard)
-        if trained.directory not in self._references:
+        directory = self.train.directory(standard)
+        if directory not in self._references:  # loaded and scored once per process
+            trained = self.train.run(standard)
             numbers = self.model_metrics(standard, trained)
-            self._references[trained.directory] = Reference(standard, trained, numbers["params"], numbers["flops"])
-        return self._references[trained.directory]
+            self._references[directory] = Reference(standard, trained, numbers["test_acc"], numbers["params"],
+                                                    numbers["flops"])
+        return self._references[directory]
 
     def standard_task_accuracy(self, ref: Reference, classes: tuple[int, ...]) -> float:
         """The standard model on a task: its logits restricted to the target classes, argmax."""

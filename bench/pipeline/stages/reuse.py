@@ -58,14 +58,16 @@ class ReuseStage(Stage):
     def run(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, directory: Path,
             classes: tuple[int, ...], ref: Reference) -> dict[str, Any]:
         """The task's entry for the record (classes, accuracies, sizes, ratios, the module file)."""
+        stored = self.stored(r, trained, modules, ctx, directory, classes, ref)
+        return {**stored.info, "module_sha256": stored.sha256}
+
+    def stored(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, directory: Path,
+               classes: tuple[int, ...], ref: Reference) -> Stored:
+        """What the store holds for the task: its entry (``info``) and the module's weights (``tensors``)."""
         key = key_of(folder=directory.name, model=trained.sha256, modules=mask_digest(modules),
                      standard=ref.trained.sha256, classes=list(classes))
-
-        def restore(stored: Stored) -> dict[str, Any]:
-            return {**stored.info, "module_sha256": stored.sha256}
-
         return self.cached(layout.task_file(directory, classes), key,
-                           lambda: self._compute(r, trained, modules, ctx, classes, ref), restore)
+                           lambda: self._compute(r, trained, modules, ctx, classes, ref), lambda stored: stored)
 
     def module(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
                classes: tuple[int, ...]) -> nn.Module:
