@@ -93,17 +93,23 @@ def save_tensors(path: Path, obj: Any) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_tensors(path: Path, sha256: str | None, map_location: str | torch.device = "cpu") -> Any:
-    """Load a file written by ``save_tensors`` with ``weights_only=True`` after checking its sha256.
-
-    Raises CorruptArtifact when the file is missing, altered or unreadable.
-    """
+def verified_bytes(path: Path, sha256: str | None) -> bytes:
+    """The bytes of ``path`` after checking their sha256; CorruptArtifact when missing or altered."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CorruptArtifact(f"{path} is missing") from None
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise CorruptArtifact(f"{path} does not match its recorded checksum")
+    return data
+
+
+def load_tensors(path: Path, sha256: str | None, map_location: str | torch.device = "cpu") -> Any:
+    """Load a file written by ``save_tensors`` with ``weights_only=True`` after checking its sha256.
+
+    Raises CorruptArtifact when the file is missing, altered or unreadable.
+    """
+    data = verified_bytes(path, sha256)
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged or unsafe file
@@ -193,13 +199,19 @@ class Unusable:
 
 
 def check_entry(path: Path) -> str | None:
-    """Why the stage stored at ``path`` (its JSON and tensor file) cannot be used, whatever its key; None if it can."""
-    stored = _read_stored(path, None, "cpu")
+    """Why the stage stored at ``path`` (its JSON and tensor file) cannot be used, whatever its key; None if it can.
+
+    The tensor file is checked against its recorded checksum, not loaded (the bytes written are the bytes read).
+    """
+    stored = _read_stored(path, None, None)
     return stored.reason if isinstance(stored, Unusable) else None
 
 
-def _read_stored(path: Path, key: str | None, map_location: str | torch.device) -> Stored | Unusable:
-    """The stage stored at ``path`` when its key matches (any key: None) and its tensor file verifies, else why not."""
+def _read_stored(path: Path, key: str | None, map_location: str | torch.device | None) -> Stored | Unusable:
+    """The stage stored at ``path`` when its key matches (any key: None) and its tensor file verifies, else why not.
+
+    With ``map_location`` None the tensor file is only checked against its checksum (``tensors`` stays None).
+    """
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError):
@@ -213,6 +225,9 @@ def _read_stored(path: Path, key: str | None, map_location: str | torch.device) 
     if entry.get("sha256") is None:
         return Stored(entry["info"])
     try:
+        if map_location is None:
+            verified_bytes(path.with_suffix(".pt"), entry["sha256"])
+            return Stored(entry["info"], None, entry["sha256"])
         tensors = load_tensors(path.with_suffix(".pt"), entry["sha256"], map_location)
     except CorruptArtifact as exc:
         return Unusable(str(exc))
