@@ -23,6 +23,7 @@ from bench.data import DataBundle, TensorData
 from bench.errors import BenchError
 from bench.grid.config import CellConfig, GridConfig
 from bench.grid.resolve import Resolved
+from bench.modular.groups import modular_groups
 from bench.pipeline.cell import CellRunner
 from bench.pipeline.env import resolve_device, synchronize
 from bench.pipeline.progress import Bars
@@ -54,7 +55,7 @@ def step_seconds(r: Resolved, num_classes: int, device: torch.device, precision:
 
     def timed_fit(model: torch.nn.Module, loss_fn: Callable | None = None, groups: list | None = None) -> list:
         loss_fn = loss_fn or cross_entropy_loss
-        optimizer = make_optimizer(r.recipe, groups or [{"params": list(model.parameters())}], r.recipe.lr)
+        optimizer = make_optimizer(r.recipe, groups or modular_groups(model, r.recipe.lr), r.recipe.lr)  # as fit
         x = ((images.x.float() / 255 - 0.5) / 0.25).to(device)
         y = images.y.to(device)
         for step in range(TIMED_STEPS + 1):
@@ -144,11 +145,10 @@ def print_plan(grid: GridConfig, console: Console | None = None) -> list[Planned
 
 
 def _table(planned: list[PlannedCell], device: torch.device) -> Table:
-    todo = [p for p in planned if not p.done]
-    known = sum(p.seconds for p in todo if p.seconds is not None)
-    unknown = sum(p.seconds is None for p in todo)
-    caption = (f"{len(planned)} cells, {len(planned) - len(todo)} done; about {_duration(known)} on {device} "
-               f"for the rest" + (f", plus {unknown} searches not estimated" if unknown else "")
+    totals = planned_seconds(planned)
+    unknown = totals["not_estimated"]
+    caption = (f"{len(planned)} cells, {len(planned) - totals['to_run']} done; about {_duration(totals['seconds'])} "
+               f"on {device} for the rest" + (f", plus {unknown} searches not estimated" if unknown else "")
                + "; start one bench run per model or method to share a big GPU, or --executor ray/slurm.")
     table = Table(title="bench run --dry-run", caption=caption, caption_justify="left")
     for column in ("cell", "status", "estimate"):
