@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.modular.rounding import rounded_keep, rounded_layer, task_frequency
+from bench.modular.rounding import rounded_keep, rounded_layer
 
 
 def test_rounding_adds_the_most_frequent_dropped_units():
@@ -35,9 +35,3 @@ def test_rounded_keep_rounds_every_layer_on_its_own():
     assert rounded_keep(keep, freq, sizes, 1).equal(keep)
     with pytest.raises(ValueError, match="at least 1"):
         rounded_keep(keep, freq, sizes, 0)
-
-
-def test_task_frequency_pools_the_task_samples():
-    counts = torch.tensor([[2, 0, 1], [4, 4, 0], [9, 9, 9]])
-    totals = torch.tensor([2, 4, 9])
-    assert task_frequency(counts, totals, [0, 1]).tolist() == pytest.approx([1.0, 4 / 6, 1 / 6])

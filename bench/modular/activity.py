@@ -107,7 +107,7 @@ def threshold_modules(stats: ActivityStats, threshold: float, empty_layer: str =
     the classes whose module needed the rule.
     """
     check_empty_layer(empty_layer)
-    freq = stats.counts.double() / stats.class_totals.clamp(min=1)[:, None].double()  # (classes, units)
+    freq = stats.frequencies()
     masks = torch.zeros_like(freq, dtype=torch.bool)
     generator = torch.Generator().manual_seed(seed)
     fallbacks = []

@@ -102,8 +102,7 @@ class MaskedMethod(Method):
         metrics = {"empty_layer_fallbacks": sum(fallbacks)}
         fired = {name: n for name, n in zip(stats.layers, fallbacks, strict=True) if n}
         metrics.update({f"empty_layer_fallbacks.{name}": n for name, n in fired.items()})
-        frequencies = (stats.counts.double() / stats.class_totals.clamp(min=1)[:, None].double()).float()
-        return ModuleSet(unit_kind(ctx.family), stats.layers, stats.sizes, masks, metrics, frequencies)
+        return ModuleSet(unit_kind(ctx.family), stats.layers, stats.sizes, masks, metrics, stats.frequencies().float())
 
     def compose(self, ctx: StageContext, trained: TrainedModel, modules: ModuleSet,
                 classes: Sequence[int]) -> nn.Module:

@@ -16,16 +16,6 @@ import torch
 from bench.protocol.modules import ModuleSet
 
 
-def task_frequency(counts: torch.Tensor, class_totals: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """(units,) share of the task's samples in which each unit is active.
-
-    ``counts`` (classes, units) and ``class_totals`` (classes,) are the activity pass's per-class
-    counts (``ActivityStats``); the task pools the samples of its ``classes``.
-    """
-    rows = list(classes)
-    return counts[rows].sum(dim=0).double() / class_totals[rows].sum().clamp(min=1).double()
-
-
 def rounded_layer(keep: torch.Tensor, frequency: torch.Tensor, multiple: int) -> torch.Tensor:
     """``keep`` (units,) bool plus the most frequent dropped units, up to a multiple of ``multiple`` kept.
 

@@ -19,6 +19,10 @@ class ActivityStats:
     samples: torch.Tensor  # (kept samples, units) bool
     sample_labels: torch.Tensor  # (kept samples,) int64
 
+    def frequencies(self) -> torch.Tensor:
+        """(classes, units) float64: the share of each class's samples in which each unit was active."""
+        return self.counts.double() / self.class_totals.clamp(min=1)[:, None].double()
+
 
 @dataclass
 class ModuleSet:
