@@ -93,6 +93,11 @@ class CNNSplitterHparams:
         if self.beam_max < self.beam_min:
             raise UsageError(f"cnnsplitter: beam_max ({self.beam_max}) is below beam_min ({self.beam_min})")
 
+    def samples_per_pass_on(self, device: torch.device, held_out: int) -> int:
+        """Samples a scoring pass takes on ``device``: the setting, or (0, auto) many stacked candidates on
+        a GPU and one candidate's ``held_out`` images on a CPU."""
+        return self.samples_per_pass or (STACKED_SAMPLES if device.type == "cuda" else held_out)
+
     def breeding(self) -> Breeding:
         """The genetic operators' settings."""
         return Breeding(self.population, self.parents, self.elites, self.mutation)
@@ -111,7 +116,7 @@ def search(ctx: StageContext, model: nn.Module, hparams: CNNSplitterHparams) -> 
     layout = GeneLayout.from_model(model, searched, hparams.groups_small, hparams.groups_large, hparams.large_layer)
     importance = kernel_importance(model, val, ctx.num_classes, layout.probes, hparams.confidence)
     bf16 = ctx.recipe.resolved_precision(ctx.device.type) == "bf16"
-    per_pass = hparams.samples_per_pass or (STACKED_SAMPLES if ctx.device.type == "cuda" else len(inputs))
+    per_pass = hparams.samples_per_pass_on(ctx.device, len(inputs))
     scorer = CandidateScorer(model, layout.unit_names, layout.unit_sizes, inputs, per_pass, bf16,
                              batch_stats=hparams.recalibrate_bn)
     evolution = Evolution(layout, importance_orders(importance), scorer, labels, ctx.num_classes,

@@ -52,3 +52,10 @@ def test_batchnorm_recalibration_refits_the_statistics_of_a_pruned_module():
     assert torch.allclose(norm.running_mean, conv_out.mean(dim=(0, 2, 3)), atol=1e-4)  # the average of the batches
     assert norm.momentum == 0.1
     assert recalibrate_batchnorm(nn.Sequential(nn.Linear(3, 3)), batches) == 0
+
+
+def test_candidates_a_scoring_pass_takes_by_device():
+    auto, fixed = CNNSplitterHparams(), CNNSplitterHparams(samples_per_pass=512)
+    assert auto.samples_per_pass_on(torch.device("cuda"), 144) == 4096  # many candidates stacked on a GPU
+    assert auto.samples_per_pass_on(torch.device("cpu"), 144) == 144  # one candidate a pass on a CPU
+    assert fixed.samples_per_pass_on(torch.device("cuda"), 144) == fixed.samples_per_pass_on(torch.device("cpu"), 9)
