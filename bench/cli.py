@@ -107,7 +107,8 @@ def run(config_file: Path | None, **given: Any) -> int:
 
         print_plan(grid)
         return 0
-    options = {"ray": {"address": values["ray_address"]}, "slurm": {"partition": values["slurm_partition"]}}
+    options = {"local": {"workers": values["workers"]}, "ray": {"address": values["ray_address"]},
+               "slurm": {"partition": values["slurm_partition"]}}
     from rich.console import Console
 
     from bench.pipeline.runner import run_grid

@@ -63,6 +63,8 @@ class TaskMetrics(TypedDict):
     classes: list[int]
     module_acc: float
     module_acc_before_finetune: float
+    finetune_kept: NotRequired[bool]  # false: no fine-tuning epoch beat the composed module on validation
+    val_acc_composed: NotRequired[float]  # the composed module's validation accuracy (model selection)
     standard_acc: float
     retention: float  # union of the task's class modules (MwT, NeMo)
     retention_sum: float  # each class module counted apart (CNNSplitter)

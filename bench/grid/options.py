@@ -74,6 +74,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("deterministic", "flag", False, "Deterministic kernels on GPUs (same as --set deterministic=true)."),
     RunOption("compile", "flag", False, "torch.compile the training step (same as --set compile=true)."),
     RunOption("executor", "text", "local", "Where cells run: local, ray or slurm.", ("local", "ray", "slurm")),
+    RunOption("workers", "text", "auto", "Local worker processes: auto (one per core, at most 4, on a CPU; "
+              "1 on a GPU) or a number; 1 computes in this process with every core."),
     RunOption("ray_address", "text", None, "Join this Ray cluster (executor ray)."),
     RunOption("slurm_partition", "text", None, "Slurm partition (executor slurm)."),
     RunOption("plugins_dir", "path", None, "Also load plugins from the .py files in this folder."),

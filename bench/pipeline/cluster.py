@@ -16,23 +16,9 @@ from typing import Any
 
 from bench.errors import UsageError
 from bench.grid.config import CellConfig
+from bench.pipeline.worker import run_cell_here
 
 log = logging.getLogger("bench")
-
-
-def run_cell_here(cell: CellConfig) -> list[dict[str, Any]]:
-    """Run one cell in this process (what a Ray task or a Slurm job executes)."""
-    from bench.pipeline.cell import CellRunner
-    from bench.pipeline.env import prepare_process, resolve_device
-    from bench.pipeline.progress import Bars
-    from bench.pipeline.workspace import Workspace
-    from bench.plugins.manager import get_plugins
-
-    workspace = Workspace(cell.grid, get_plugins(cell.grid.plugins_dir), resolve_device(cell.grid.device),
-                          Bars(quiet=True))
-    runner = CellRunner(workspace)
-    prepare_process(runner.resolve(cell).recipe.deterministic)
-    return runner.run(cell)
 
 
 def _require(module: str, extra: str) -> Any:

@@ -1,7 +1,8 @@
 """Executors: where the cells of a grid run. Each calls the same ``CellRunner.run``.
 
-``local`` runs cells in this process, one after another. ``ray`` makes each cell a Ray task with
-one GPU (``--ray-address`` joins a cluster); ``slurm`` submits a job array through submitit. Both
+``local`` runs cells on this machine: in this process one after another with its progress bars,
+or side by side in worker processes (``--workers``, ``bench.pipeline.worker``). ``ray`` makes each
+cell a Ray task with one GPU (``--ray-address`` joins a cluster); ``slurm`` submits a job array through submitit. Both
 run dependencies (standard models, teachers) in a first wave, skip cells whose records already
 exist without error, and rely on the store's locks and caches when cells share a stage.
 """
@@ -9,10 +10,16 @@ exist without error, and rely on the store's locks and caches when cells share a
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
-from bench.errors import UsageError
+from bench.errors import BenchError, UsageError
 from bench.grid.config import CellConfig
+from bench.pipeline.worker import Workers, cell_threads, plan_workers, run_cell_here, start_worker
 
 log = logging.getLogger("bench")
 
@@ -26,10 +33,26 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """In process, sequential: the default, and the one that shows progress bars."""
+    """On this machine: ``workers`` processes ('auto': one per core on a CPU, this process alone on a GPU).
+
+    One worker, or one cell left to compute, runs in this process with the per-epoch progress bars.
+    """
+
+    def __init__(self, workers: str | int = 1) -> None:
+        self.workers = workers
 
     def run(self, cells: list[CellConfig], runner: Any) -> list[dict[str, Any]]:
-        """Run the cells one by one with a grid-level progress bar."""
+        """Run the cells, dependencies first, with a grid-level progress bar."""
+        workers = plan_workers(self.workers, runner.ws.device)
+        with cell_threads(workers.threads):
+            if workers.count > 1:
+                done, todo = _split_finished(cells, runner)
+                if len(todo) > 1:
+                    return done + PoolExecutor(workers).run(todo, runner)
+            return self._in_process(cells, runner)
+
+    @staticmethod
+    def _in_process(cells: list[CellConfig], runner: Any) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
         bars = runner.ws.bars
         bars.start("grid", "grid", len(cells))
@@ -41,10 +64,69 @@ class LocalExecutor:
         return records
 
 
+class PoolExecutor:
+    """Cells side by side in worker processes started for the grid (spawned: the same on Linux, macOS and
+    Windows). Dependencies are submitted first; a cell that needs a stage another worker is computing
+    waits on the store's lock and then reads it."""
+
+    def __init__(self, workers: Workers) -> None:
+        self.workers = workers
+
+    def run(self, cells: list[CellConfig], runner: Any) -> list[dict[str, Any]]:
+        """Run ``cells`` in the workers; a line per finished cell and the grid bar show progress."""
+        bars = runner.ws.bars
+        bars.start("grid", f"grid: {len(cells)} cells in {self.workers.count} worker processes", len(cells))
+        log.info("%d cells in %d worker processes, %d threads each", len(cells), self.workers.count,
+                 self.workers.threads or 0)
+        context = multiprocessing.get_context("spawn")
+        log_queue = context.Queue()
+        listener = logging.handlers.QueueListener(log_queue, *log.handlers)
+        pool = ProcessPoolExecutor(self.workers.count, mp_context=context, initializer=start_worker,
+                                   initargs=(self.workers.threads, log_queue, log.getEffectiveLevel()))
+        records: list[dict[str, Any]] = []
+        listener.start()
+        try:
+            started = time.perf_counter()
+            futures: dict[Future, CellConfig] = {pool.submit(run_cell_here, cell): cell for cell in cells}
+            for future in as_completed(futures):
+                records.extend(_result(future, futures[future]))
+                log.info("%s: done (%.0f s into the grid)", futures[future].label, time.perf_counter() - started)
+                bars.advance("grid")
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            listener.stop()
+        pool.shutdown()
+        return records
+
+
+def _result(future: Future, cell: CellConfig) -> list[dict[str, Any]]:
+    """A worker's records, or one line when its process died (killed, out of memory)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise BenchError(f"a worker process died while running {cell.label} (killed or out of memory?); "
+                         "finished stages are kept: run again, with fewer --workers if memory ran out") from None
+
+
+def _split_finished(cells: list[CellConfig], runner: Any) -> tuple[list[dict[str, Any]], list[CellConfig]]:
+    """The records of cells already finished, and the cells still to compute."""
+    records: list[dict[str, Any]] = []
+    todo = []
+    for cell in cells:
+        done = runner.finished(cell)
+        if done is None:
+            todo.append(cell)
+        else:
+            records.extend(done)
+    return records, todo
+
+
 def get_executor(name: str, **options: Any) -> Executor:
     """The executor called ``name`` ('local', 'ray', 'slurm') with its options."""
     if name == "local":
-        return LocalExecutor()
+        return LocalExecutor(**options)
     if name == "ray":
         from bench.pipeline.cluster import RayExecutor
 

@@ -99,11 +99,12 @@ def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Pat
         modules, _ = runner.modularize.run(r, trained, record["threshold"])
         ctx = runner.modularize.context(r, trained, record["threshold"])
         stored = runner.reuse.stored(r, trained, modules, ctx, directory, classes, runner.evaluate.reference(r))
-        module = runner.reuse.module(r, trained, modules, ctx, classes)
+        headed = stored.info.get("finetune_kept", True)
+        module = runner.reuse.module(r, trained, modules, ctx, classes, headed)
     except StageMissing as exc:
         raise StageMissing(f"cannot export {record['run_id']}: {exc}") from None
     module.load_state_dict(stored.tensors)
-    if not runner.reuse.finetunes(r):
+    if not (runner.reuse.finetunes(r) and headed):
         module = _Columns(module, classes)
     wrapped = Normalized(module.eval(), ctx.data.mean, ctx.data.std).eval()
     batch = torch.export.Dim("batch", min=1, max=1 << 16)

@@ -2,12 +2,17 @@
 fine-tune it (model selection on the validation split), score it again, and measure its size,
 FLOPs and latency against the standard model.
 
+Model selection takes the composed module as it is among its candidates: when no fine-tuning epoch
+beats it on the validation split (a fine-tuning run that collapsed, say), the module is reused as
+composed, scored on its classes' logits, and its entry says ``finetune_kept: false``.
+
 Each task is one cached step (its JSON entry and the fine-tuned module's weights), under the lock
 of its reuse folder: concurrent runs share the work, a damaged module file is rebuilt.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from pathlib import Path
@@ -30,6 +35,7 @@ from bench.pipeline.training import Schedule
 from bench.protocol.method import StageContext
 from bench.protocol.modules import ModuleSet
 
+SELECTION = "composed-or-best-epoch"  # the reuse key's model-selection rule (a change recomputes the tasks)
 REUSE_FIELDS = ("finetune_epochs", "finetune_optimizer", "finetune_lr", "finetune_weight_decay",
                 "finetune_horizon", "latency_batch")
 
@@ -65,16 +71,17 @@ class ReuseStage(Stage):
                classes: tuple[int, ...], ref: Reference) -> Stored:
         """What the store holds for the task: its entry (``info``) and the module's weights (``tensors``)."""
         key = key_of(folder=directory.name, model=trained.sha256, modules=mask_digest(modules),
-                     standard=ref.trained.sha256, classes=list(classes))
+                     standard=ref.trained.sha256, classes=list(classes), selection=SELECTION)
         return self.cached(layout.task_file(directory, classes), key,
                            lambda: self._compute(r, trained, modules, ctx, classes, ref), lambda stored: stored)
 
     def module(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
-               classes: tuple[int, ...]) -> nn.Module:
-        """The composed module of a task, with its task head when the method fine-tunes (untrained head)."""
+               classes: tuple[int, ...], headed: bool = True) -> nn.Module:
+        """The composed module of a task, with its task head (untrained) when the method fine-tunes and
+        ``headed`` (the stored entry's ``finetune_kept``)."""
         torch.manual_seed(r.seed)
         module = r.method.compose(ctx, trained.model, modules, classes).to(self.ws.device)
-        if self.finetunes(r):
+        if self.finetunes(r) and headed:
             module = attach_head(module, ctx.num_classes, len(classes))
         return module
 
@@ -86,13 +93,13 @@ class ReuseStage(Stage):
         module = r.method.compose(ctx, trained.model, modules, classes).to(self.ws.device)
         before = metrics.accuracy(module, self.ws.loader(r, "test", task), columns=classes)
         merged = self._merged_size(trained, modules, module, classes, ref)
-        after, history = before, []
+        after, history, selection = before, [], {}
         if self.finetunes(r):
-            module = attach_head(module, ctx.num_classes, len(classes))
-            history = self._finetune(r, module, task)
-            after = metrics.accuracy(module, self.ws.loader(r, "test", task))
+            module, history, selection = self._finetuned_or_composed(r, module, task, classes, ctx.num_classes)
+            after = metrics.accuracy(module, self.ws.loader(r, "test", task),
+                                     columns=None if selection["finetune_kept"] else classes)
         kept = modules.masks[list(classes)]
-        entry = {"classes": list(classes), "module_acc": after, "module_acc_before_finetune": before,
+        entry = {"classes": list(classes), "module_acc": after, "module_acc_before_finetune": before, **selection,
                  "standard_acc": self.evaluate.standard_task_accuracy(ref, classes),
                  "retention": metrics.retention(kept.any(dim=0)), **self._rounded(r, modules, classes),
                  "retention_sum": float(kept.sum()) / modules.masks.shape[1],
@@ -102,6 +109,17 @@ class ReuseStage(Stage):
                  "finetune_history": history, "seconds": time.perf_counter() - start}
         self.ws.emit("stage_end", r, {"stage": "reuse", **entry})
         return Stored(entry, {k: v.detach().cpu() for k, v in module.state_dict().items()})
+
+    def _finetuned_or_composed(self, r: Resolved, composed: nn.Module, task: Any, classes: tuple[int, ...],
+                               num_classes: int) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any]]:
+        """The fine-tuned module (its best validation epoch), or the composed one when it scores higher on the
+        validation split; the fine-tuning history; the record fields of the choice."""
+        composed_val = metrics.accuracy(composed, self.ws.loader(r, "val", task), columns=classes)
+        module = attach_head(copy.deepcopy(composed), num_classes, len(classes))
+        history = self._finetune(r, module, task)
+        best_val = max((row["val_acc"] for row in history), default=-1.0)
+        kept = best_val >= composed_val
+        return (module if kept else composed), history, {"finetune_kept": kept, "val_acc_composed": composed_val}
 
     def _finetune(self, r: Resolved, module: nn.Module, task: Any) -> list[dict[str, float]]:
         recipe = r.recipe

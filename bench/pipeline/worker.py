@@ -1,0 +1,88 @@
+"""What a worker process runs, and how many of them a local grid starts (``--workers``).
+
+Small models leave a CPU's cores idle: two cells computed side by side, each on one core, finish
+sooner than the same two one after the other on both cores (a width-0.25 ViT step took 57 ms on
+one core and 43 ms on two on a 2-core machine, and two one-core steps side by side each still took
+57 ms). ``auto`` starts one worker per core on a CPU (at most ``MAX_AUTO_WORKERS``) and none on a
+GPU. Each cell computes on ``CORES // workers`` threads wherever it runs (a worker, or this
+process when one cell is left), because CPU kernels sum in a thread-dependent order: a cell's
+numbers then do not depend on how many cells its grid holds. The record's ``env.threads`` says
+how many threads a cell had.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.handlers
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bench.errors import UsageError
+from bench.grid.config import CellConfig
+
+CORES = torch.get_num_threads()  # torch's default: the machine's physical cores (or OMP_NUM_THREADS)
+MAX_AUTO_WORKERS = 4  # each worker holds its own data sets and models in memory
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How a local grid runs: ``count`` worker processes, ``threads`` torch threads per cell (0: torch's default)."""
+
+    count: int
+    threads: int
+
+
+def plan_workers(requested: str | int, device: torch.device) -> Workers:
+    """The workers for ``--workers`` ('auto' or a count) on ``device``; UsageError for a bad value."""
+    if str(requested) == "auto":
+        count = min(CORES, MAX_AUTO_WORKERS) if device.type == "cpu" else 1
+    else:
+        try:
+            count = int(requested)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise UsageError(f"bad --workers '{requested}': give auto or a number of processes >= 1")
+    return Workers(count, max(1, CORES // count) if device.type == "cpu" else 0)
+
+
+@contextlib.contextmanager
+def cell_threads(threads: int) -> Iterator[None]:
+    """Torch's intra-op threads set to ``threads`` for the block (0: left as they are)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def start_worker(threads: int, log_queue: Any, level: int) -> None:
+    """A local worker's setup: its threads per cell, and its log lines (at ``level`` and above) sent to the
+    parent through ``log_queue``, which shows them on its console beside the grid bar."""
+    if threads:
+        torch.set_num_threads(threads)
+    log = logging.getLogger("bench")
+    log.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def run_cell_here(cell: CellConfig) -> list[dict[str, Any]]:
+    """Run one cell in this process (what a local worker, a Ray task or a Slurm job executes)."""
+    from bench.pipeline.cell import CellRunner
+    from bench.pipeline.env import prepare_process, resolve_device
+    from bench.pipeline.progress import Bars
+    from bench.pipeline.workspace import Workspace
+    from bench.plugins.manager import get_plugins
+
+    workspace = Workspace(cell.grid, get_plugins(cell.grid.plugins_dir), resolve_device(cell.grid.device),
+                          Bars(quiet=True))
+    runner = CellRunner(workspace)
+    prepare_process(runner.resolve(cell).recipe.deterministic)
+    return runner.run(cell)
