@@ -82,3 +82,18 @@ def test_vit_dimensions():
     deit = get_plugins().models.get("deit_s").build(10)
     assert deit.blocks[0].attn.heads == 6 and deit.distilled
     assert deit.pos_embed.shape[1] == 64 + 2
+
+
+@pytest.mark.parametrize("name", ["simcnn", "vgg16", "resnet18", "rescnn"])
+def test_a_cnn_without_gradients_computes_channels_last_and_the_same_logits(name):
+    torch.manual_seed(0)
+    model = get_plugins().models.get(name).build(10, width=0.125).eval()
+    seen = []
+    model.features[0].conv.register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(3, 3, 32, 32)
+    with_grad = model(x)
+    with torch.inference_mode():
+        without = model(x)
+    assert seen == [False, True]  # training's layout with gradients, channels-last without
+    torch.testing.assert_close(without, with_grad.detach(), rtol=1e-4, atol=1e-5)

@@ -56,7 +56,7 @@ class RunOption:
 
 
 RUN_OPTIONS: tuple[RunOption, ...] = (
-    RunOption("methods", "list", ("standard", "mwt", "nemo"), "Methods, comma separated."),
+    RunOption("methods", "list", ("standard", "mwt", "nemo", "cnnsplitter"), "Methods, comma separated."),
     RunOption("models", "refs", ("simcnn:width=0.25", "vit_s:depth=2,width=0.25"),
               "Models with arguments, e.g. vgg16:width=0.25,vit_s:depth=4."),
     RunOption("datasets", "refs", ("digits",), "Data sets with options, e.g. synthetic:size=500."),

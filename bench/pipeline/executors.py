@@ -35,7 +35,8 @@ class Executor(Protocol):
 class LocalExecutor:
     """On this machine: ``workers`` processes ('auto': one per core on a CPU, this process alone on a GPU).
 
-    One worker, or one cell left to compute, runs in this process with the per-epoch progress bars.
+    One worker, one cell left to compute, or a plugin registered from an object in this process (which a
+    new process would not have) runs the cells in this process, with the per-epoch progress bars.
     """
 
     def __init__(self, workers: str | int = 1) -> None:
@@ -44,8 +45,11 @@ class LocalExecutor:
     def run(self, cells: list[CellConfig], runner: Any) -> list[dict[str, Any]]:
         """Run the cells, dependencies first, with a grid-level progress bar."""
         workers = plan_workers(self.workers, runner.ws.device)
+        here_only = runner.ws.plugins.registered_here()
+        if workers.count > 1 and here_only:
+            log.info("plugins registered in this process (%s): the cells run here", ", ".join(here_only))
         with cell_threads(workers.threads):
-            if workers.count > 1:
+            if workers.count > 1 and not here_only:
                 done, todo = _split_finished(cells, runner)
                 if len(todo) > 1:
                     return done + PoolExecutor(workers).run(todo, runner)

@@ -37,6 +37,7 @@ DEFAULT_PLUGINS = (
     "bench.loggers.tensorboard",
 )
 ENTRY_POINT_GROUP = "modbench"
+RELOADABLE = ("built-in", "entry point of ", "file ")  # origins a new worker process loads again by itself
 log = logging.getLogger("bench")
 FAMILIES = ("cnn", "vit")
 
@@ -66,6 +67,11 @@ class Plugins:
             others = [p for p in self.pm.get_plugins() if p is not impl.plugin]
             caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
             yield impl.plugin_name, lambda caller=caller: caller(**kwargs)
+
+    def registered_here(self) -> list[str]:
+        """Plugins this process registered from objects (``bench.testing.use_plugin``): a worker process
+        started now would not have them."""
+        return [name for name, origin in self.origins.items() if not origin.startswith(RELOADABLE)]
 
     def model_ref(self, name: str, args: dict[str, Any]) -> Ref:
         """The one name of a model: alias resolved, arguments checked, defaults left out."""
