@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.models.layers import units
@@ -49,15 +50,16 @@ class CandidateBatchNorm(nn.Module):
         self.candidates = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stacked = x.float().view(self.candidates, -1, *x.shape[1:])  # (k, samples, channels, h, w)
-        var, mean = torch.var_mean(stacked, dim=(1, 3, 4), correction=0, keepdim=True)
-        scale = torch.rsqrt(var + self.norm.eps)
-        if self.norm.affine:
-            scale = scale * self.norm.weight[:, None, None]
-        shift = -mean * scale
-        if self.norm.affine:
-            shift = shift + self.norm.bias[:, None, None]
-        return torch.addcmul(shift, stacked, scale).view_as(x).to(x.dtype)
+        k, channels = self.candidates, x.shape[1]
+        samples = x.float()
+        if k > 1:  # (k * n, c, h, w) -> (n, k * c, h, w): each candidate's channels are channels of their own
+            samples = samples.view(k, -1, *x.shape[1:]).transpose(0, 1).reshape(-1, k * channels, *x.shape[2:])
+        weight, bias = self.norm.weight, self.norm.bias
+        out = F.batch_norm(samples, None, None, None if weight is None else weight.float().repeat(k),
+                           None if bias is None else bias.float().repeat(k), training=True, eps=self.norm.eps)
+        if k > 1:
+            out = out.view(-1, k, channels, *x.shape[2:]).transpose(0, 1).reshape(x.shape)
+        return out.to(x.dtype)
 
 
 def _stacked_norms(model: nn.Module) -> list[CandidateBatchNorm]:

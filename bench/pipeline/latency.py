@@ -1,8 +1,10 @@
 """Inference latency of a reused module against its model, both timed the same way.
 
-``latency_ratios`` times module, model, module again with ``torch.utils.benchmark`` (warm-up,
-synchronised timing, repeats until the spread is small), at a throughput batch and at one image,
-in the precision the run trains in. On a CUDA GPU each forward pass is captured in a CUDA graph
+``latency_ratios`` times module and model in alternating rounds with ``torch.utils.benchmark``
+(warm-up, synchronised timing, repeats until the spread is small) and divides their fastest
+rounds: other work on the machine (another worker's cell) only ever slows a round down, so the
+fastest round of each is the closest to its own cost. It does so at a throughput batch and at one
+image, in the precision the run trains in. On a CUDA GPU each forward pass is captured in a CUDA graph
 and replayed, so the times measure the GPU's work, not Python's launch overhead (which would
 make any two models of equal depth look equally fast); on a CPU the passes run on one thread,
 timed by its CPU time.
@@ -23,6 +25,7 @@ from bench.pipeline.env import synchronize
 
 LATENCY_PRECISIONS = ("fp32", "bf16")
 LATENCY_WARMUP = 3  # untimed passes per model and batch size (GPU autotuning, allocator, caches)
+LATENCY_ROUNDS = 3  # alternating module / model measurements; each side keeps its fastest round
 
 
 def _timer(device: torch.device) -> Callable[[], float]:
@@ -113,10 +116,11 @@ def _ratio_at(module: nn.Module, reference: nn.Module, batch: int, precision: st
                               cache_enabled=False)
     with _threads(x.device), autocast:
         run_module, run_reference = _runners((module, reference), x)
-        # module, reference, module again: a drift of the machine's speed affects both sides alike
-        before, reference_seconds, after = (call_seconds(run, x.device, max_seconds)
-                                            for run in (run_module, run_reference, run_module))
-    return (before + after) / 2 / reference_seconds
+        module_seconds, reference_seconds = [], []
+        for _ in range(LATENCY_ROUNDS):  # interleaved: a busy spell of the machine hits a round, not one side
+            module_seconds.append(call_seconds(run_module, x.device, max_seconds / LATENCY_ROUNDS))
+            reference_seconds.append(call_seconds(run_reference, x.device, max_seconds / LATENCY_ROUNDS))
+    return min(module_seconds) / min(reference_seconds)
 
 
 @contextlib.contextmanager
@@ -137,8 +141,8 @@ def latency_ratios(module: nn.Module, reference: nn.Module, precision: str, thro
 
     ``latency_ratio`` at ``throughput_batch`` images, ``latency_ratio_b1`` at one image. Both
     models run in ``precision`` ('fp32', or 'bf16': bfloat16 autocast, as in training) and are
-    timed the same way (``call_seconds``, at most ``max_seconds`` per measurement), the module
-    before and after the reference, so a drift of the machine's speed affects both sides alike.
+    timed the same way (``call_seconds``, ``max_seconds`` per model and batch size split over
+    ``LATENCY_ROUNDS`` alternating rounds), the fastest round of each divided.
     """
     if precision not in LATENCY_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(LATENCY_PRECISIONS)}, not {precision!r}")
