@@ -80,8 +80,8 @@ class PoolExecutor:
         """Run ``cells`` in the workers; a line per finished cell and the grid bar show progress."""
         bars = runner.ws.bars
         bars.start("grid", f"grid: {len(cells)} cells in {self.workers.count} worker processes", len(cells))
-        log.info("%d cells in %d worker processes, %d threads each", len(cells), self.workers.count,
-                 self.workers.threads or 0)
+        threads = f", {self.workers.threads} torch threads per cell" if self.workers.threads else ""
+        log.info("%d cells in %d worker processes%s", len(cells), self.workers.count, threads)
         context = multiprocessing.get_context("spawn")
         log_queue = context.Queue()
         listener = logging.handlers.QueueListener(log_queue, *log.handlers)
