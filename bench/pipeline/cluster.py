@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.errors import UsageError
 from bench.grid.config import CellConfig
+from bench.pipeline.executors import split_finished
 from bench.pipeline.worker import run_cell_here
 
 log = logging.getLogger("bench")
@@ -46,13 +47,8 @@ class WaveExecutor:
         self.start(runner)
         records: list[dict[str, Any]] = []
         for wave in waves(cells):
-            todo = []
-            for cell in wave:
-                done = runner.finished(cell)
-                if done is None:
-                    todo.append(cell)
-                else:
-                    records.extend(done)
+            done, todo = split_finished(wave, runner)
+            records.extend(done)
             log.info("%s: %d cells submitted, %d already done", self.name, len(todo), len(wave) - len(todo))
             if todo:
                 records.extend(self.submit(todo))

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from bench.errors import BenchError, UsageError
 from bench.grid.config import CellConfig
-from bench.pipeline.worker import Workers, cell_threads, plan_workers, run_cell_here, start_worker
+from bench.pipeline.env import torch_threads
+from bench.pipeline.worker import Workers, plan_workers, run_cell_here, start_worker
 
 log = logging.getLogger("bench")
 
@@ -48,9 +49,9 @@ class LocalExecutor:
         here_only = runner.ws.plugins.registered_here()
         if workers.count > 1 and here_only:
             log.info("plugins registered in this process (%s): the cells run here", ", ".join(here_only))
-        with cell_threads(workers.threads):
+        with torch_threads(workers.threads):
             if workers.count > 1 and not here_only:
-                done, todo = _split_finished(cells, runner)
+                done, todo = split_finished(cells, runner)
                 if len(todo) > 1:
                     return done + PoolExecutor(workers).run(todo, runner)
             return self._in_process(cells, runner)
@@ -114,7 +115,7 @@ def _result(future: Future, cell: CellConfig) -> list[dict[str, Any]]:
                          "finished stages are kept: run again, with fewer --workers if memory ran out") from None
 
 
-def _split_finished(cells: list[CellConfig], runner: Any) -> tuple[list[dict[str, Any]], list[CellConfig]]:
+def split_finished(cells: list[CellConfig], runner: Any) -> tuple[list[dict[str, Any]], list[CellConfig]]:
     """The records of cells already finished, and the cells still to compute."""
     records: list[dict[str, Any]] = []
     todo = []

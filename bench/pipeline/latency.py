@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from bench.pipeline.env import synchronize
+from bench.pipeline.env import synchronize, torch_threads
 
 LATENCY_PRECISIONS = ("fp32", "bf16")
 LATENCY_WARMUP = 3  # untimed passes per model and batch size (GPU autotuning, allocator, caches)
@@ -97,24 +97,12 @@ def _runners(models: tuple[nn.Module, ...], x: torch.Tensor) -> list[Callable[[]
     return [functools.partial(m, x) for m in models]
 
 
-@contextlib.contextmanager
-def _threads(device: torch.device) -> Iterator[None]:
-    """One intra-op thread inside when ``device`` is a CPU (warm-up passes included), as ``call_seconds`` times."""
-    before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _ratio_at(module: nn.Module, reference: nn.Module, batch: int, precision: str, max_seconds: float) -> float:
     weight = next(reference.parameters())
     x = torch.randn(batch, 3, 32, 32, device=weight.device, dtype=weight.dtype)
     autocast = torch.autocast(weight.device.type, dtype=torch.bfloat16, enabled=precision == "bf16",
                               cache_enabled=False)
-    with _threads(x.device), autocast:
+    with torch_threads(1 if x.device.type == "cpu" else 0), autocast:  # one thread, as call_seconds times
         run_module, run_reference = _runners((module, reference), x)
         module_seconds, reference_seconds = [], []
         for _ in range(LATENCY_ROUNDS):  # interleaved: a busy spell of the machine hits a round, not one side

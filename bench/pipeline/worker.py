@@ -12,10 +12,8 @@ how many threads a cell had.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import logging.handlers
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,18 +46,6 @@ def plan_workers(requested: str | int, device: torch.device) -> Workers:
         if count < 1:
             raise UsageError(f"bad --workers '{requested}': give auto or a number of processes >= 1")
     return Workers(count, max(1, CORES // count) if device.type == "cpu" else 0)
-
-
-@contextlib.contextmanager
-def cell_threads(threads: int) -> Iterator[None]:
-    """Torch's intra-op threads set to ``threads`` for the block (0: left as they are)."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def start_worker(threads: int, log_queue: Any, level: int) -> None:
