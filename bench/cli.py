@@ -6,13 +6,17 @@ Bad input never prints a traceback: errors the user can fix become one line and 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from bench.errors import BenchError, UsageError
+from bench.errors import BenchError, Terminated, UsageError
 from bench.grid.options import click_options
 from bench.importers.command import import_checkpoint
 
@@ -58,8 +62,9 @@ class LazyGroup(click.Group):
         EOFError, which click would take for Ctrl-D, as the error it is)."""
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            raise click.Abort() from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated), which main tells apart by the cause
+            cause = exc if isinstance(exc, Terminated) else None
+            raise click.Abort() from cause
         except EOFError as exc:
             raise RuntimeError(f"unexpected end of a file: {exc}") from exc
 
@@ -338,7 +343,8 @@ cli.add_command(import_checkpoint)
 def main() -> None:
     """Entry point of the ``bench`` console script."""
     try:
-        code = cli.main(standalone_mode=False)
+        with sigterm_interrupts():
+            code = cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.UsageError as exc:  # one line like every other error, with where the help is
@@ -348,10 +354,31 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code
-    except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-        click.echo("interrupted: finished stages are kept; run the same command again to resume", err=True)
-        code = 130
+    except (click.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
+        terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
+        what = "terminated" if terminated else "interrupted"
+        click.echo(f"{what}: finished stages are kept; run the same command again to resume", err=True)
+        code = 128 + signal.SIGTERM if terminated else 130
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While a command runs, SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so that
+    ``kill``, ``timeout`` or a scheduler's preemption end it as Ctrl-C does: workers stopped, finished stages
+    kept, one line said. The previous handler comes back afterwards (tests call ``main`` in their process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()

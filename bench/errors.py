@@ -40,3 +40,8 @@ class StoreUnwritable(BenchError):
     """The runs directory cannot be written (a full disk, a read-only folder): the run stops there."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a scheduler's preemption) raised in the main thread: ends a run as Ctrl-C
+    does, finished stages kept."""

@@ -1,4 +1,5 @@
-"""Test-session setup: built-in plugins only, bench.testing's fixtures, a fresh plugin state after every test.
+"""Test-session setup: built-in plugins only, bench.testing's fixtures, a fresh plugin state and 'bench' logger
+after every test.
 
 ``MODBENCH_LOAD_PLUGINS=""`` keeps locally installed third-party plugins out of the tests (the
 built-ins still load); subprocess tests that need installed plugins unset it themselves.
@@ -6,6 +7,7 @@ built-ins still load); subprocess tests that need installed plugins unset it the
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -30,6 +32,18 @@ def _fresh_plugins():
     from bench.plugins.manager import reset_plugins
 
     reset_plugins()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_bench_logger():
+    """Put the 'bench' logger back as the test found it: a run sends it to its console and stops it propagating,
+    which changes what a later test's log capture sees."""
+    log = logging.getLogger("bench")
+    handlers, level, propagate = list(log.handlers), log.level, log.propagate
+    yield
+    log.handlers[:] = handlers
+    log.setLevel(level)
+    log.propagate = propagate
 
 
 @pytest.fixture(scope="module")

@@ -120,20 +120,34 @@ def test_off_unless_asked_for(tmp_path, monkeypatch):
     assert not (tmp_path / "tensorboard").exists()
 
 
-def test_without_tensorboard_one_warning_then_quiet(tmp_path, monkeypatch, caplog):
+def test_without_tensorboard_one_warning_then_quiet(tmp_path, monkeypatch):
     monkeypatch.setenv("MODBENCH_LOG", "tensorboard")
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import fail
     monkeypatch.setattr(tensorboard, "_logger", tensorboard.TensorBoardLogger())
     with pytest.raises(UsageError, match=r'^logging to TensorBoard needs it installed: pip install "modbench\['):
         tensorboard.summary_writer()
     event, run, payload = EVENT
-    monkeypatch.setattr(logging.getLogger("bench"), "propagate", True)  # a run's console logging turns it off
-    with caplog.at_level(logging.WARNING, logger="bench"):
-        for _ in range(3):
-            get_plugins().emit(event, {**run, "out": str(tmp_path)}, payload)
-    warnings = [r.getMessage() for r in caplog.records]
+    seen = ListHandler()  # the 'bench' logger's only handler: what pytest's capture does with it cannot count twice
+    bench_log = logging.getLogger("bench")
+    monkeypatch.setattr(bench_log, "handlers", [seen])
+    monkeypatch.setattr(bench_log, "propagate", False)
+    monkeypatch.setattr(bench_log, "level", logging.WARNING)
+    for _ in range(3):
+        get_plugins().emit(event, {**run, "out": str(tmp_path)}, payload)
+    warnings = [r.getMessage() for r in seen.records]
     assert len(warnings) == 1 and 'pip install "modbench[tensorboard]"' in warnings[0]
     assert not (tmp_path / "tensorboard").exists()
+
+
+class ListHandler(logging.Handler):
+    """Keeps the records it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def test_close_flushes_a_cell_that_never_ended(tmp_path):

@@ -97,13 +97,23 @@ class PoolExecutor:
                 records.extend(_result(future, futures[future]))
                 log.info("%s: done (%.0f s into the grid)", futures[future].label, time.perf_counter() - started)
                 bars.advance("grid")
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+        except BaseException:  # Ctrl-C, SIGTERM (bench.errors.Terminated), a failing worker
+            _stop(pool)
             raise
         finally:
             listener.stop()
         pool.shutdown()
         return records
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the cells not started and end the workers now: their stages in flight are lost (as in a killed
+    run), finished ones are kept by the store. Without this, interpreter exit would wait for the cells being
+    computed, and SIGTERM reaches this process alone."""
+    workers = list(pool._processes.values())  # CPython's pool keeps its processes there (pid -> Process)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.terminate()
 
 
 def _result(future: Future, cell: CellConfig) -> list[dict[str, Any]]:

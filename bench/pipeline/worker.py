@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,7 @@ from bench.grid.config import CellConfig
 
 CORES = torch.get_num_threads()  # torch's default: the machine's physical cores (or OMP_NUM_THREADS)
 MAX_AUTO_WORKERS = 4  # each worker holds its own data sets and models in memory
+ORPHANED_EXIT_CODE = 3  # a worker's exit status when the process that started it is gone
 
 
 @dataclass(frozen=True)
@@ -49,14 +54,31 @@ def plan_workers(requested: str | int, device: torch.device) -> Workers:
 
 
 def start_worker(threads: int, log_queue: Any, level: int) -> None:
-    """A local worker's setup: its threads per cell, and its log lines (at ``level`` and above) sent to the
-    parent through ``log_queue``, which shows them on its console beside the grid bar."""
+    """A local worker's setup: it ends with its parent, computes on ``threads`` threads per cell, and sends its
+    log lines (at ``level`` and above) to the parent through ``log_queue``, which shows them on its console
+    beside the grid bar."""
+    exit_with_parent()
     if threads:
         torch.set_num_threads(threads)
     log = logging.getLogger("bench")
     log.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
     log.setLevel(level)
     log.propagate = False
+
+
+def exit_with_parent() -> None:
+    """End this process as soon as the process that started it is gone, however it ended (``kill -9``
+    included): a thread waits on the parent's sentinel, a pipe that closes when the parent exits (the same
+    on Linux, macOS and Windows). The stage in flight is lost, as when a run is killed; finished ones are
+    kept by the store. A no-op in a process that was not started by ``multiprocessing``."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_when_ready, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
+
+
+def _exit_when_ready(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(ORPHANED_EXIT_CODE)
 
 
 def run_cell_here(cell: CellConfig) -> list[dict[str, Any]]:
