@@ -323,6 +323,10 @@ def test_export_writes_a_program_that_scores_like_the_record(tmp_path):
         program = torch.export.load(str(out)).module()  # an exported module cannot switch to eval(): it is frozen
         accuracy = (program(images).argmax(1) == labels).float().mean().item()
         assert accuracy == pytest.approx(record["tasks"][0]["module_acc"])
+        reordered = tmp_path / f"{method}-3-1.pt2"  # issue 22, defect 3: the same task, logits in the order given
+        assert CliRunner().invoke(cli, ["export", str(grid.out / record["run_id"]), "--task", "3,1",
+                                        "--out", str(reordered)]).exit_code == 0
+        assert torch.equal(torch.export.load(str(reordered)).module()(images), program(images).flip(1))
     result = CliRunner().invoke(cli, ["export", str(grid.out / records["mwt"]["run_id"]), "--task", "0,1",
                                       "--out", str(tmp_path / "x.pt2")])
     assert result.exit_code != 0 and "has no module for task 0,1" in str(result.exception or result.output)

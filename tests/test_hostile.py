@@ -380,6 +380,18 @@ def test_tasks_accumulate(cli, runs):
     assert cli("export", record_dir(runs), "--task", "0,1", "--out", runs.parent / "m.pt2").code == 0
 
 
+def test_a_task_is_a_set_of_classes(cli, runs):
+    """Issue 22, defect 3: --tasks 0,1 --tasks 1,0 is one task, computed once (the finished one) and counted once."""
+    module = record_dir(runs) / "0-1.pt"
+    untouched = module.stat().st_ino
+    assert cli(*RUN, "--tasks", "1,0", "--tasks", "0,1", "--out", runs).code == 0
+    record = read_record(record_dir(runs) / "record.json")
+    assert [task["classes"] for task in record["tasks"]] == [[0, 1]]
+    assert module.stat().st_ino == untouched and not list(runs.rglob("1-0.*"))
+    (row,) = json.loads(cli("report", "--runs", runs, "--format", "json").out)
+    assert row["n"] == 1
+
+
 def test_near_thresholds_get_folders_of_their_own(cli, runs):
     """Defect 7: 0.9 and 0.9000001 are two folders and two records."""
     trained = train_dir(runs)

@@ -21,7 +21,10 @@ MAX_SEED = 2**32 - 1
 
 @dataclass(frozen=True)
 class GridConfig:
-    """Everything ``bench run`` was asked to do: the grid axes and the run-wide options."""
+    """Everything ``bench run`` was asked to do: the grid axes and the run-wide options.
+
+    ``tasks`` are kept as sets: each task's classes sorted, a task given twice (in any order) kept once.
+    """
 
     methods: tuple[str, ...]
     models: tuple[Ref, ...]
@@ -37,6 +40,14 @@ class GridConfig:
     device: str = "auto"
     plugins_dir: Path | None = None
     quiet: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(dict.fromkeys(canonical_task(t) for t in self.tasks)))
+
+
+def canonical_task(classes: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """A task is a set of classes: (1, 0) and (0, 1) are the one task (0, 1), computed and counted once."""
+    return tuple(sorted(set(classes)))
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,8 @@ class CellConfig:
 
 
 def parse_task(text: str, one_class: bool = False) -> tuple[int, ...]:
-    """'0,1' -> (0, 1): the target classes of one sub-task (two or more unless ``one_class``)."""
+    """'0,1' -> (0, 1): the target classes of one sub-task (two or more unless ``one_class``), in the order
+    given (``bench export`` orders its logits so; the grid keeps a task as a set, ``canonical_task``)."""
     try:
         classes = tuple(int(c) for c in text.split(",") if c.strip())
     except ValueError:
@@ -133,7 +145,7 @@ def grid_from_options(values: dict[str, Any]) -> GridConfig:
         models=_refs(values["models"], "models"),
         datasets=_refs(values["datasets"], "datasets"),
         seeds=seeds,
-        tasks=tuple(dict.fromkeys(parse_task(t, values["one_class_tasks"]) for t in values["tasks"])),
+        tasks=tuple(parse_task(t, values["one_class_tasks"]) for t in values["tasks"]),
         thresholds=thresholds,
         preset=values["preset"],
         overrides=parse_overrides(settings),

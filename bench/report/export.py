@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bench.errors import StageMissing, UsageError
-from bench.grid.config import GridConfig
+from bench.grid.config import GridConfig, canonical_task
 from bench.grid.presets import recipe_for
 from bench.grid.resolve import Resolved
 from bench.grid.settings import Overrides
@@ -45,7 +45,8 @@ class Normalized(nn.Module):
 
 
 class _Columns(nn.Module):
-    """The task's columns of a module that was reused without a head (the standard model)."""
+    """Some columns of a module's logits, in a given order: the task's of a module reused without a head (the
+    standard model), or a head's (sorted classes) in the order of ``--task``."""
 
     def __init__(self, module: nn.Module, classes: tuple[int, ...]) -> None:
         super().__init__()
@@ -85,7 +86,8 @@ def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Pat
         raise UsageError(f"record {record['run_id']} failed ({record['error']}); nothing to export")
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'module.pt2'}")
-    if not any(tuple(t["classes"]) == classes for t in record["tasks"]):
+    task = canonical_task(classes)  # what the store holds: the task's classes sorted
+    if not any(tuple(t["classes"]) == task for t in record["tasks"]):
         done = ", ".join(",".join(map(str, t["classes"])) for t in record["tasks"]) or "none"
         raise UsageError(f"record {record['run_id']} has no module for task {','.join(map(str, classes))} "
                          f"(tasks: {done})")
@@ -98,14 +100,16 @@ def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Pat
         trained = runner.train.run(r)
         modules, _ = runner.modularize.run(r, trained, record["threshold"])
         ctx = runner.modularize.context(r, trained, record["threshold"])
-        stored = runner.reuse.stored(r, trained, modules, ctx, directory, classes, runner.evaluate.reference(r))
+        stored = runner.reuse.stored(r, trained, modules, ctx, directory, task, runner.evaluate.reference(r))
         headed = stored.info.get("finetune_kept", True)
-        module = runner.reuse.module(r, trained, modules, ctx, classes, headed)
+        module = runner.reuse.module(r, trained, modules, ctx, task, headed)
     except StageMissing as exc:
         raise StageMissing(f"cannot export {record['run_id']}: {exc}") from None
     module.load_state_dict(stored.tensors)
     if not (runner.reuse.finetunes(r) and headed):
-        module = _Columns(module, classes)
+        module = _Columns(module, classes)  # the model's logits: the task's columns, in the order given
+    elif classes != task:
+        module = _Columns(module, tuple(task.index(c) for c in classes))  # the head's: the sorted classes
     wrapped = Normalized(module.eval(), ctx.data.mean, ctx.data.std).eval()
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     program = torch.export.export(wrapped, (torch.rand(2, 3, 32, 32),), dynamic_shapes={"x": {0: batch}})

@@ -63,8 +63,8 @@ class RecordStage(Stage):
         with store.locked(directory):
             previous = self._previous(path)
             if previous is not None:
-                done = {tuple(t["classes"]) for t in record["tasks"]}
-                record["tasks"] += [t for t in previous["tasks"] if tuple(t["classes"]) not in done]
+                done = {frozenset(t["classes"]) for t in record["tasks"]}  # a task is a set of classes
+                record["tasks"] += [t for t in previous["tasks"] if frozenset(t["classes"]) not in done]
             store.atomic_write(path, to_json(record).encode())
         return record
 
