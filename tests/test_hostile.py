@@ -193,6 +193,8 @@ USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, w
     "config a folder": (lambda w: [*CONFIG_RUN, "--config", w.tmp], "is a folder"),
     "config unknown key": (lambda w: [*CONFIG_RUN, "--config", config(w, "epochs = 3")], "unknown option 'epochs'"),
     "config bad tasks": (lambda w: [*CONFIG_RUN, "--config", config(w, "tasks = 5")], "config option 'tasks' must"),
+    "config workers a bool": (lambda w: [*CONFIG_RUN, "--config", config(w, "workers = true")],
+                              "config option 'workers' must be a string or an integer, got True"),
     "config one-class task": (lambda w: [*CONFIG_RUN, "--config", config(w, 'tasks = "3"')], "task '3' has one class"),
     "out a file": (lambda w: [*RUN, "--out", a_file(w)], "is a file; give a folder for the runs"),
     "out inside a file": (lambda w: [*RUN, "--out", a_file(w) / "runs"], "cannot write there (Not a directory)"),
@@ -226,6 +228,8 @@ USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, w
     "plugin that raises": (lambda w: [*RUN, "--plugins-dir", plugin(w, "raise RuntimeError('no')")],
                            "plugin 'broken' failed to load: RuntimeError: no"),
     "unknown device": (lambda w: [*RUN, "--device", "tpu"], "bad --device 'tpu'"),
+    "meta device": (lambda w: [*RUN, "--device", "meta"], "bad --device 'meta' (use auto, cpu, cuda, cuda:N or mps)"),
+    "xla device": (lambda w: [*RUN, "--device", "xla"], "bad --device 'xla'"),
     "import a missing file": (lambda w: [*IMPORT, w.tmp / "none.pth"], "not found"),
     "import a damaged file": (lambda w: [*IMPORT, a_file(w, "bad.pth")], "which modbench never loads"),
     "import a pickle of objects": (lambda w: [*IMPORT, pickled(w)], "which modbench never loads)"),
@@ -258,6 +262,19 @@ def test_a_config_task_is_one_task(tmp_path):
         path = tmp_path / "grid.toml"
         path.write_text(text)
         assert grid_from_options(merge_options({}, read_config_file(path))).tasks == expected
+
+
+def test_a_config_number_of_workers_is_a_number(cli, runs, tmp_path):
+    """Issue 22, defect 6: ``workers = 1`` in a config file is --workers 1 (the finished run is found again)."""
+    settings = "\n".join(f"{key} = {value}" for key, value in (s.split("=") for s in TINY_SETTINGS))
+    path = tmp_path / "grid.toml"
+    path.write_text(f'workers = 1\nmodels = "{TINY_MODEL}"\ndatasets = "{TINY_DATASET}"\ntasks = [0, 1]\n'
+                    f"[set]\n{settings}\n")
+    assert merge_options({}, read_config_file(path))["workers"] == "1"
+    module = record_dir(runs) / "0-1.pt"
+    untouched = module.stat().st_ino
+    assert cli(*CONFIG_RUN, "--config", path, "--out", runs).code == 0
+    assert module.stat().st_ino == untouched
 
 
 def test_a_one_class_task_only_when_asked_for(tmp_path):

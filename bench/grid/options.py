@@ -31,6 +31,7 @@ class RunOption:
     default: Any
     help: str
     choices: tuple[str, ...] = ()
+    integer: bool = False  # a 'text' option that also takes a number: a config file may write it as an integer
 
     @property
     def flag(self) -> str:
@@ -75,7 +76,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("compile", "flag", False, "torch.compile the training step (same as --set compile=true)."),
     RunOption("executor", "text", "local", "Where cells run: local, ray or slurm.", ("local", "ray", "slurm")),
     RunOption("workers", "text", "auto", "Local worker processes: auto (one per core, at most 4, on a CPU; "
-              "1 on a GPU) or a number; 1 computes in this process with every core."),
+              "1 on a GPU) or a number; 1 computes in this process with every core.", integer=True),
     RunOption("ray_address", "text", None, "Join this Ray cluster (executor ray)."),
     RunOption("slurm_partition", "text", None, "Slurm partition (executor slurm)."),
     RunOption("plugins_dir", "path", None, "Also load plugins from the .py files in this folder."),
@@ -156,8 +157,11 @@ def _from_config(option: RunOption, value: Any) -> Any:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return (str(value),)
         raise UsageError(f"{where} must be a list or a comma-separated string, got {value!r}")
+    if option.integer and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # workers = 2, as --workers 2
     if not isinstance(value, str):
-        raise UsageError(f"{where} must be a string, got {value!r}")
+        kind = "a string or an integer" if option.integer else "a string"
+        raise UsageError(f"{where} must be {kind}, got {value!r}")
     if option.choices and value not in option.choices:
         raise UsageError(f"{where} must be one of {', '.join(option.choices)}, got {value!r}")
     return value

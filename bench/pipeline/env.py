@@ -88,6 +88,9 @@ def mps_works() -> bool:
     return True
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA, else Apple's MPS where it runs our operations, else CPU; an explicit 'cpu',
     'cuda', 'cuda:N' or 'mps' is checked for availability (UsageError when absent)."""
@@ -100,7 +103,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"bad --device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:  # 'meta', 'xla', ...: torch names them, cells cannot run
+        raise UsageError(f"bad --device '{name}' (use auto, cpu, cuda, cuda:N or mps)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"--device {name}: no CUDA device is available here (use --device cpu)")
