@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import authors_models as authors
 import pytest
 import torch
 from console import Result, invoker, run_main
@@ -130,6 +131,18 @@ def pickled(where: Where) -> Path:
     return path
 
 
+def nonfinite(where: Where, value: float, name: str | None = None) -> Path:
+    """The MwT authors' VGG16 checkpoint (standard form) with every float tensor, or only tensor ``name``, set to
+    ``value``."""
+    state = authors.VGG16(10, 0.125, modular=False).state_dict()
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and name in (None, key):
+            tensor.fill_(value)
+    path = where.tmp / "nan.pth"
+    torch.save(state, path)
+    return path
+
+
 def plugin(where: Where, code: str) -> Path:
     """A plugins folder holding one plugin, ``broken.py``, of ``code``."""
     folder = where.tmp / "plugins"
@@ -233,6 +246,11 @@ USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, w
     "import a missing file": (lambda w: [*IMPORT, w.tmp / "none.pth"], "not found"),
     "import a damaged file": (lambda w: [*IMPORT, a_file(w, "bad.pth")], "which modbench never loads"),
     "import a pickle of objects": (lambda w: [*IMPORT, pickled(w)], "which modbench never loads)"),
+    "import NaN weights": (lambda w: [*IMPORT, nonfinite(w, float("nan"))],
+                           "holds NaN or infinite values in features.0.weight, features.0.bias, features.1.weight, "
+                           "features.1.bias and 80 more; only finite weights are imported"),
+    "import one infinite tensor": (lambda w: [*IMPORT, nonfinite(w, float("inf"), "classifier.6.bias")],
+                                   "holds NaN or infinite values in classifier.6.bias; only finite"),
 }
 FAILED = {  # exit code 1: a file that is not a usable record
     "show a JSON list", "show a JSON string", "show a schema-1 stub", "show a truncated record",

@@ -148,7 +148,8 @@ def map_state_dict(source: str, model_name: str, state_dict: dict[str, torch.Ten
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict of tensors from ``path`` (``weights_only=True``; a DataParallel ``module.`` prefix removed)."""
+    """A state dict of finite tensors from ``path`` (``weights_only=True``; a DataParallel ``module.`` prefix
+    removed)."""
     if not path.is_file():
         raise DataNotFound(f"checkpoint {path} not found")
     try:
@@ -163,6 +164,10 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         raise UsageError(f"checkpoint {path} is not a state dict of tensors (torch.save(model.state_dict()))")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise UsageError(f"checkpoint {path} holds NaN or infinite values in {_names(nonfinite)}; "
+                         "only finite weights are imported")
     return state
 
 
