@@ -187,6 +187,8 @@ def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: 
     loaded = load_records(runs)
     for problem in loaded.skipped:
         click.echo(f"warning: skipped {problem}", err=True)
+    for problem in loaded.blanked:
+        click.echo(f"warning: {problem}", err=True)
     built = build_report(loaded.records, runs, fmt, compare, plots)
     for path in built.plots:
         click.echo(f"wrote {path}", err=True)
@@ -285,16 +287,20 @@ def show(run_path: Path, runs: Path, as_json: bool) -> int:
     """
     from rich.console import Console
 
+    from bench.report.load import blank_nonfinite, nonfinite_warning
     from bench.report.show import find_record, module_problems, render_record
 
     record = find_record(run_path, runs)
+    directory = _runs_root(run_path, runs, record["run_id"]) / record["run_id"]
+    blanked = blank_nonfinite(record, missing=None)
     if as_json:
         import json
 
         click.echo(json.dumps(record, indent=2))
     else:
         Console().print(render_record(record))
-    directory = _runs_root(run_path, runs, record["run_id"]) / record["run_id"]
+    if blanked:
+        click.echo(f"warning: {nonfinite_warning(directory / 'record.json', blanked)}", err=True)
     for problem in module_problems(directory, record) if directory.is_dir() else []:
         click.echo(f"warning: {problem}", err=True)
     return 0

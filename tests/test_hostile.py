@@ -360,6 +360,25 @@ def test_one_bad_record_never_breaks_a_report(content, cli, runs):
     assert "standard" in result.out
 
 
+def test_figures_that_are_not_finite_are_named_and_shown_missing(cli, runs):
+    """Issue 22, defect 8: NaN and infinite figures are one warning naming the record, and shown as missing."""
+    path = record_dir(runs) / "record.json"
+    record = json.loads(path.read_text())
+    record["tasks"][0]["latency_ratio"] = float("inf")
+    record["modularization"]["cohesion"] = float("nan")
+    path.write_text(json.dumps(record))  # Python's json writes Infinity and NaN
+    named = f"warning: {path}: figures that are not finite numbers, shown as missing: modularization.cohesion=nan, "
+    for fmt in ("md", "csv", "json", "html", "latex"):
+        result = cli("report", "--runs", runs, "--format", fmt)
+        assert result.code == 0 and result.line().startswith(named) and "tasks[0,1].latency_ratio=inf" in result.line()
+        assert "inf" not in result.out.lower().replace("info", "") and "nan" not in result.out.lower(), fmt
+    (row,) = json.loads(cli("report", "--runs", runs, "--format", "json").out)
+    assert row.get("latency_ratio_mean") is None and row.get("cohesion_mean") is None  # missing (no finite value)
+    assert row["module_acc_mean"] == record["tasks"][0]["module_acc"]  # the finite figures stay
+    shown = cli("show", record_dir(runs))
+    assert shown.code == 0 and shown.line().startswith(named) and "inf" not in shown.out
+
+
 # ----------------------------------------------------------------------------- records: nothing lost, nothing merged
 
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.record import BadRecord, Record, baseline_check, read_record
 
 
 @dataclass
 class Loaded:
-    """The records read (sorted by path) and one warning per ``record.json`` that was skipped."""
+    """The records read (sorted by path), one warning per ``record.json`` that was skipped, and one per record
+    whose figures were not all finite (those are shown as missing)."""
 
     records: list[Record] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    blanked: list[str] = field(default_factory=list)
 
 
 def load_records(runs: Path) -> Loaded:
@@ -32,6 +36,9 @@ def load_records(runs: Path) -> Loaded:
         except BadRecord as exc:
             loaded.skipped.append(str(exc))
             continue
+        blanked = blank_nonfinite(record)
+        if blanked:
+            loaded.blanked.append(nonfinite_warning(path, blanked))
         key = (record["config_key"], record["seed"], repr(record["threshold"]))
         entry = (path.stat().st_mtime, path, record)
         if key in newest:
@@ -41,6 +48,35 @@ def load_records(runs: Path) -> Loaded:
     loaded.records = [record for _, _, record in sorted(newest.values(), key=lambda e: e[1])]
     fill_baselines(loaded.records)
     return loaded
+
+
+FIGURES = ("model_metrics", "modularization")
+
+
+def blank_nonfinite(record: Record, missing: float | None = math.nan) -> list[str]:
+    """Set the figures of ``record`` that are NaN or infinite to ``missing`` (NaN: what the tables show as
+    missing, and still a number to the record's schema; None for JSON); their names and values,
+    ``tasks[0,1].latency_ratio=inf``."""
+    found: list[str] = []
+    for part in FIGURES:
+        _blank(record[part], part, found, missing)
+    for task in record["tasks"]:
+        _blank(task, f"tasks[{','.join(map(str, task.get('classes', [])))}]", found, missing)
+    return found
+
+
+def _blank(values: dict[str, Any] | None, where: str, found: list[str], missing: float | None) -> None:
+    for key, value in (values or {}).items():
+        if isinstance(value, dict):
+            _blank(value, f"{where}.{key}", found, missing)
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(f"{where}.{key}={value}")
+            values[key] = missing
+
+
+def nonfinite_warning(path: Path, blanked: list[str]) -> str:
+    """The one line that says which figures of the record at ``path`` are shown as missing."""
+    return f"{path}: figures that are not finite numbers, shown as missing: {', '.join(blanked)}"
 
 
 def _cell(record: Record) -> tuple:

@@ -36,6 +36,8 @@ def module_problems(directory: Path, record: Record) -> list[str]:
 
 
 def _cell(value: Any) -> Text:
+    if value is None:
+        return Text("–")
     return Text(f"{value:.4g}" if isinstance(value, float) else str(value))
 
 
