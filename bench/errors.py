@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def a_type(name: str) -> str:
+    """'an int', 'a float': a type's name with its article, for messages."""
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
 class BenchError(Exception):
     """A problem the user can fix; the CLI prints the message alone.
 

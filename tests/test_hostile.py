@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import json
 import os
 import resource
@@ -160,7 +161,7 @@ USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, w
     "vit depth 1": (lambda w: [*RUN, "--models", "vit_s:depth=1"], "depth must be an integer from 2 to 64"),
     "vit depth 0": (lambda w: [*RUN, "--models", "vit_s:depth=0"], "but the first), got 0"),
     "deit depth huge": (lambda w: [*RUN, "--models", "deit_s:depth=10000000000"], "depth must be an integer"),
-    "depth not int": (lambda w: [*RUN, "--models", "vit_s:depth=2.5"], "depth=2.5 should be a int"),
+    "depth not int": (lambda w: [*RUN, "--models", "vit_s:depth=2.5"], "depth=2.5 should be an int"),
     "bn not bool": (lambda w: [*RUN, "--models", "simcnn:bn=maybe"], "bn='maybe' should be a bool"),
     "unknown model arg": (lambda w: [*RUN, "--models", "vit_s:heads=3"], "takes no argument 'heads'"),
     "nemo alpha < 0": (lambda w: [*RUN, "--methods", "nemo", "--set", "nemo.alpha=-1"],
@@ -172,6 +173,14 @@ USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, w
     "mwt beta < 0": (lambda w: [*RUN, "--methods", "mwt", "--set", "mwt.beta=-1"], "mwt: beta must be at least 0"),
     "mwt alpha < 0": (lambda w: [*RUN, "--methods", "mwt", "--set", "mwt.alpha=-0.5"], "alpha must be at least 0"),
     "mask_lr 0": (lambda w: [*RUN, "--methods", "mwt", "--set", "mwt.mask_lr=0"], "mask_lr must be greater than 0"),
+    "set out of range": (lambda w: [*RUN, "--set", "lr=1e400"],
+                         "bad value for lr: 1e400 is out of range for a number"),
+    "set out of range in a sweep": (lambda w: [*RUN, "--set", "finetune_lr=0.1,-1e999"],
+                                    "bad value for finetune_lr: -1e999 is out of range"),
+    "cnnsplitter population < 0": (lambda w: [*RUN, "--methods", "cnnsplitter", "--set", "cnnsplitter.population=-1"],
+                                   "cnnsplitter: population must be at least 1, got -1"),
+    "cnnsplitter elites < 0": (lambda w: [*RUN, "--methods", "cnnsplitter", "--set", "cnnsplitter.elites=-2"],
+                               "cnnsplitter: elites must be at least 0, got -2"),
     "nan setting": (lambda w: [*RUN, "--methods", "nemo", "--set", "nemo.alpha=nan"], "'nan' is not a float"),
     "epochs 0": (lambda w: [*RUN, "--set", "epochs=0"], "bad value for epochs: 0"),
     "seed too big": (lambda w: [*RUN, "--seeds", "99999999999"], "seed 99999999999 is out of range"),
@@ -234,7 +243,9 @@ USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, w
     "export a bad task": (lambda w: ["export", w.run, "--task", "x", "--out", w.tmp / "m.pt2"], "bad task 'x'"),
     "export without --task": (lambda w: ["export", w.run, "--out", w.tmp / "m.pt2"], "Missing option '--task'"),
     "unknown command": (lambda w: ["frobnicate"], "No such command 'frobnicate'"),
-    "npz not a numpy file": (lambda w: [*RUN, "--datasets", f"npz:path={a_file(w)}"], "npz: cannot read"),
+    "npz not a numpy file": (lambda w: [*RUN, "--datasets", f"npz:path={a_file(w)}"],
+                             "(not a numpy .npz archive of plain arrays, as numpy.savez writes; pickled data is never "
+                             "loaded)"),
     "npz missing": (lambda w: [*RUN, "--datasets", f"npz:path={w.tmp / 'x.npz'}"], "not found"),
     "image folder a file": (lambda w: [*RUN, "--datasets", f"folder:path={a_file(w)}"], "is not a directory"),
     "plugins dir a file": (lambda w: [*RUN, "--plugins-dir", a_file(w)], "plugins directory not found"),
@@ -269,6 +280,7 @@ def test_bad_input_is_one_line_and_computes_nothing(case, cli, finished, tmp_pat
     line = (result := cli(*args)).line()
     assert result.code == (1 if case in FAILED else 2), line
     assert line.startswith("error: ") and expected in line
+    assert "allow_pickle" not in line and "weights_only" not in line  # never advise loading a file unsafely
     assert not list((tmp_path / "runs").rglob("*.json"))
 
 
@@ -402,6 +414,21 @@ def test_a_failed_rerun_keeps_the_valid_record(cli, runs):
     reported = cli("report", "--runs", runs, "--format", "json")
     (row,) = json.loads(reported.out)
     assert row["module_acc_mean"] == before["tasks"][0]["module_acc"] and "File too large" in row["last_error"]
+
+
+def test_a_stored_pickle_that_runs_code_is_recomputed_without_advice_to_load_it(cli, runs, tmp_path):
+    """Issue 22, defect 9: a model.pt replaced by a pickle of an object (its checksum updated) is named as not a safe
+    tensor file and retrained; torch's advice to load it with weights_only=False is never relayed."""
+    model, entry = train_dir(runs) / "model.pt", train_dir(runs) / "model.json"
+    shutil.copy(pickled(Where(tmp_path, runs, record_dir(runs))), model)
+    stored = json.loads(entry.read_text())
+    stored["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    entry.write_text(json.dumps(stored))
+    result = cli(*RUN, "--out", runs)
+    said = " ".join(result.err.split())  # the log line, unwrapped
+    assert result.code == 0 and "weights_only" not in said
+    assert "model.pt is not a safe tensor file (it holds more than tensors, or is damaged); computing it again" in said
+    store.load_tensors(model, store.read_json(entry)["sha256"])  # retrained: loads, or raises
 
 
 def test_an_emptied_train_entry_is_recomputed_and_the_record_stays_valid(cli, runs):

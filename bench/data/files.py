@@ -137,7 +137,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # EOFError: a short file that is no npz
+    except ValueError:  # numpy's message for a file that is no archive, or holds objects, advises unpickling it:
+        # never relayed
+        raise UsageError(f"npz: cannot read {path} (not a numpy .npz archive of plain arrays, as numpy.savez "
+                         "writes; pickled data is never loaded)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:  # EOFError: a short file that is no npz
         raise UsageError(f"npz: cannot read {path} ({err})") from None
     missing = [key for key in NPZ_KEYS if key not in arrays]
     if missing:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bench.errors import UsageError
+from bench.errors import UsageError, a_type
 from bench.protocol.recipe import RECIPE_FIELDS
 from bench.refs import Args, _format, parse_value
 
@@ -91,11 +91,19 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> Overrides:
 def _parse_setting(key: str, raw: str) -> Any:
     """One value, or a tuple of distinct values for a comma list (a sweep)."""
     if "," not in raw:
-        return parse_value(raw)
-    values = tuple(dict.fromkeys(parse_value(v) for v in raw.split(",") if v.strip()))
+        return _setting_value(key, raw)
+    values = tuple(dict.fromkeys(_setting_value(key, v) for v in raw.split(",") if v.strip()))
     if not values:
         raise UsageError(f"--set {key}: no value given")
     return values if len(values) > 1 else values[0]
+
+
+def _setting_value(key: str, raw: str) -> Any:
+    """``parse_value``, refusing a number too large for a float (1e400 would become inf) in its own words."""
+    value = parse_value(raw)
+    if isinstance(value, float) and math.isinf(value) and "inf" not in raw.lower():
+        raise UsageError(f"bad value for {key}: {raw.strip()} is out of range for a number (at most about 1.8e308)")
+    return value
 
 
 def settings_from_table(table: Any, prefix: str = "") -> list[str]:
@@ -147,7 +155,7 @@ def _convert(value: Any, hint: str, key: str) -> Any:
     base = hint.replace("|None", "").replace("None|", "")
     if (value is None or value == "none") and "None" in hint:
         return None
-    wrong = UsageError(f"bad value for {key}: '{value}' is not {'an' if base == 'int' else 'a'} {base}")
+    wrong = UsageError(f"bad value for {key}: '{value}' is not {a_type(base)}")
     if base == "bool":
         if not isinstance(value, bool):
             raise wrong

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from bench.errors import UsageError
+from bench.errors import UsageError, a_type
 
 MAX_WIDTH = 16.0  # a width multiplier beyond this is a typo, not a model (VGG16 would have 8192 channels)
 MAX_DEPTH = 64
@@ -77,7 +77,7 @@ class ModelSpec:
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             elif type(value) is not type(default) and default is not inspect.Parameter.empty:
-                raise UsageError(f"model '{self.name}': {key}={value!r} should be a {type(default).__name__}")
+                raise UsageError(f"model '{self.name}': {key}={value!r} should be {a_type(type(default).__name__)}")
             if value != default:
                 canonical[key] = value
         return canonical

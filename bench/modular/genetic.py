@@ -26,7 +26,10 @@ class Breeding:
     mutation: float = 0.05
 
     def check(self) -> None:
-        """ValueError for settings no generation can use."""
+        """ValueError for settings no generation can use (each bad value named before the ones it is compared with)."""
+        for name, least in (("population", 1), ("elites", 0), ("parents", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}")
         if not 0 <= self.elites < self.population:
             raise ValueError(f"elites ({self.elites}) must be fewer than the population ({self.population})")
         if not 1 <= self.parents <= self.population:

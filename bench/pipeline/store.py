@@ -112,8 +112,9 @@ def load_tensors(path: Path, sha256: str | None, map_location: str | torch.devic
     data = verified_bytes(path, sha256)
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for a damaged or unsafe file
-        raise CorruptArtifact(f"{path} cannot be loaded: {exc}") from None
+    except Exception:  # torch raises several types for a damaged or unsafe file; its message advises
+        # weights_only=False, which would run the code a file may hold: never relayed
+        raise CorruptArtifact(f"{path} is not a safe tensor file (it holds more than tensors, or is damaged)") from None
 
 
 @contextlib.contextmanager
