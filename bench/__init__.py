@@ -1,5 +1,8 @@
 """modbench: a benchmark harness for DNN modularization methods.
 
+For notebooks: ``bench.run(...)`` runs a grid as ``bench run`` does, ``bench.results(...)`` gives the
+comparison as a DataFrame and ``bench.compare(...)`` the paired differences (``bench.api``).
+
 The public plugin API: a plugin imports what it needs from ``bench`` alone, so the packages
 behind it (``bench.protocol``, ``bench.modular``, ``bench.models``, ``bench.data``) may move
 without breaking plugins. Names are imported on first use, so ``import bench`` stays light.
@@ -13,6 +16,9 @@ from typing import Any
 from bench.hookspecs import hookimpl
 
 _PUBLIC = {
+    "run": "bench.api",
+    "results": "bench.api",
+    "compare": "bench.api",
     "Method": "bench.protocol.method",
     "NoHparams": "bench.protocol.method",
     "TrainContext": "bench.protocol.method",

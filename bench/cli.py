@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from bench.errors import BenchError, Terminated, UsageError
+from bench.errors import BenchError, Terminated
 from bench.grid.options import click_options
 from bench.importers.command import import_checkpoint
 
@@ -99,52 +99,21 @@ def run(config_file: Path | None, **given: Any) -> int:
       bench run --methods nemo --set nemo.alpha=0.5,1.0,1.5 --tasks 0,1   # a sweep: three cells
       bench run --preset paper --datasets cifar10 --data-root ~/data --device cuda
     """
-    from bench.grid.config import grid_from_options, read_config_file
+    from bench.api import run_values
+    from bench.grid.config import read_config_file
     from bench.grid.options import merge_options
 
     config = read_config_file(config_file) if config_file else {}
     values = merge_options(given, config)
-    grid = grid_from_options(values)
-    if values["log"]:
-        enable_loggers(values["log"])
-    if values["dry_run"]:
-        from bench.pipeline.plan import print_plan
-
-        print_plan(grid)
-        return 0
-    options = {"local": {"workers": values["workers"]}, "ray": {"address": values["ray_address"]},
-               "slurm": {"partition": values["slurm_partition"]}}
-    from rich.console import Console
-
-    from bench.pipeline.runner import run_grid
-
-    executor = values["executor"]
-    records = run_grid(grid, executor, Console(stderr=True),
-                       {k: v for k, v in options.get(executor, {}).items() if v}, values["retry_failed"])
+    records = run_values(values)
     if records:
-        print_summary(records, f"modbench, {grid.preset} preset")
+        print_summary(records, f"modbench, {values['preset']} preset")
     failed = [r for r in records if r.get("error") or r.get("last_error")]  # last_error: kept earlier figures
     if failed:
         click.echo(f"{len(failed)} of {len(records)} records failed; see their 'error' or 'last_error' field "
                    "(bench show RUN)", err=True)
         return 1
     return 0
-
-
-def enable_loggers(names: tuple[str, ...]) -> None:
-    """Switch on the named logger plugins for this run (``--log tensorboard``)."""
-    import os
-
-    from bench.loggers import tensorboard
-
-    loggers = (tensorboard.NAME,)
-    chosen = [n.strip() for n in ",".join(names).split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in loggers]
-    if unknown:
-        raise UsageError(f"unknown logger '{unknown[0]}' (choose {', '.join(loggers)})")
-    if tensorboard.NAME in chosen:
-        tensorboard.summary_writer()  # fails now, in one line, when the [tensorboard] extra is missing
-    os.environ[tensorboard.ENV_VAR] = ",".join(chosen)
 
 
 def print_summary(records: list[dict[str, Any]], title: str) -> None:

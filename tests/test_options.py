@@ -52,7 +52,7 @@ def test_tasks_in_a_config_file(value, tasks):
     ({"tasks": [{"a": 1}]}, "cannot read task"),
     ({"quiet": "yes"}, "must be true or false"),
     ({"methods": {"a": 1}}, "must be a list or a comma-separated string"),
-    ({"executor": "mpi"}, "must be one of local, ray, slurm"),
+    ({"executor": "mpi"}, "--executor: 'mpi' is not one of 'local', 'ray', 'slurm'"),
 ])
 def test_bad_config_values_are_one_line_errors(config, message):
     with pytest.raises(UsageError, match=message) as err:

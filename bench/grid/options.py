@@ -7,7 +7,8 @@ file > default and returns plain Python values, checked for their kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import click
 
 from bench.errors import UsageError
-from bench.grid.settings import settings_from_table
+from bench.grid.settings import settings_from_table, suggest
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,6 @@ def click_option(option: RunOption) -> Callable:
         kwargs["default"] = None
     elif option.repeatable:
         kwargs["multiple"] = True
-    if option.choices:
-        kwargs["type"] = click.Choice(option.choices)
     if option.kind == "path":
         kwargs["type"] = click.Path(path_type=Path)
     return click.option(option.flag, option.name, **kwargs)
@@ -127,7 +126,25 @@ def merge_options(given: dict[str, Any], config: dict[str, Any]) -> dict[str, An
     return values
 
 
+def python_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Run options given as Python values, in the command line's form (``merge_options``'s ``given``).
+
+    The Python API's keywords are the options' names and take what a config file holds: lists
+    (``methods=["mwt"]``, ``seeds=[0, 1]``), tasks as class lists (``tasks=[[0, 1], [2, 3]]``), ``set``
+    as a dict (``{"epochs": 1, "nemo.alpha": [0.5, 1.5]}``), paths as ``str`` or ``Path``. An unknown
+    name or a value of the wrong kind is a one-line UsageError; None leaves the option to its default.
+    """
+    unknown = [name for name in values if name not in OPTIONS]
+    if unknown:
+        raise UsageError(f"unknown option '{unknown[0]}'{suggest(unknown[0], CONFIG_KEYS)} "
+                         f"(options: {', '.join(CONFIG_KEYS)})")
+    return {name: _from_config(OPTIONS[name], value, f"option '{name}'")
+            for name, value in values.items() if value is not None}
+
+
 def _normalised(option: RunOption, value: Any) -> Any:
+    if option.choices and value not in option.choices:
+        raise UsageError(f"{option.flag}: '{value}' is not one of {', '.join(repr(c) for c in option.choices)}")
     if option.kind == "path":
         return Path(value) if value is not None else None
     if option.kind == "flag":
@@ -139,31 +156,47 @@ def _normalised(option: RunOption, value: Any) -> Any:
     return value
 
 
-def _from_config(option: RunOption, value: Any) -> Any:
-    """A config file's value checked against the option's kind (one-line errors naming the key)."""
-    where = f"config option '{option.name}'"
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def _plain(value: Any) -> bool:
+    """A string or a number (not a bool): what a list option's items and a text option may be."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def _from_config(option: RunOption, value: Any, where: str | None = None) -> Any:
+    """A config file's (or the Python API's) value checked against the option's kind (one-line errors naming it).
+
+    An empty list is given on as the command line's empty value (``--methods ""``), so it meets the same error.
+    """
+    where = where or f"config option '{option.name}'"
     if option.kind == "flag":
         if not isinstance(value, bool):
             raise UsageError(f"{where} must be true or false, got {value!r}")
         return value
+    if option.kind in ("list", "refs", "tasks") and _is_list(value) and not value:
+        return ("",)
     if option.kind == "tasks":
         return _config_tasks(value, where)
     if option.kind == "settings":
+        if not isinstance(value, dict):
+            raise UsageError(f"{where} must be a table (a dict in Python), e.g. [set] epochs = 30 or "
+                             "[set.nemo] alpha = [0.5, 1.5]")
         return tuple(settings_from_table(value))
     if option.kind in ("list", "refs"):
-        if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                                           for v in value):
+        if _is_list(value) and all(_plain(v) for v in value):
             return tuple(str(v) for v in value)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if _plain(value):
             return (str(value),)
         raise UsageError(f"{where} must be a list or a comma-separated string, got {value!r}")
+    if option.kind == "path" and isinstance(value, os.PathLike):
+        return value
     if option.integer and isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # workers = 2, as --workers 2
     if not isinstance(value, str):
         kind = "a string or an integer" if option.integer else "a string"
         raise UsageError(f"{where} must be {kind}, got {value!r}")
-    if option.choices and value not in option.choices:
-        raise UsageError(f"{where} must be one of {', '.join(option.choices)}, got {value!r}")
     return value
 
 
@@ -171,16 +204,20 @@ def _config_tasks(value: Any, where: str) -> tuple[str, ...]:
     """Tasks in TOML: "0,1" or [0, 1] is one task; [[0, 1], [2, 3]] or ["0,1", "2,3"] are several."""
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if _is_list(value) and all(_class_id(v) for v in value):
         return (",".join(str(v) for v in value),)
-    if isinstance(value, list) and value:
+    if _is_list(value):
         tasks = []
         for task in value:
             if isinstance(task, str):
                 tasks.append(task)
-            elif isinstance(task, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in task):
+            elif _is_list(task) and all(_class_id(c) for c in task):
                 tasks.append(",".join(str(c) for c in task))
             else:
                 raise UsageError(f"{where}: cannot read task {task!r} (write \"0,1\" or [0, 1])")
         return tuple(tasks)
     raise UsageError(f"{where} must be \"0,1\", [0, 1] or a list of tasks like [[0, 1], [2, 3, 4]], got {value!r}")
+
+
+def _class_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -106,10 +106,8 @@ def _setting_value(key: str, raw: str) -> Any:
     return value
 
 
-def settings_from_table(table: Any, prefix: str = "") -> list[str]:
+def settings_from_table(table: dict[str, Any], prefix: str = "") -> list[str]:
     """A TOML ``[set]`` table as ``key=value`` items; nested tables are methods, arrays are sweeps."""
-    if not isinstance(table, dict):
-        raise UsageError("config option 'set' must be a table, e.g. [set] epochs = 30 or [set.nemo] alpha = [0.5, 1.5]")
     items = []
     for key, value in table.items():
         if isinstance(value, dict):
