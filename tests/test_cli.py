@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -289,7 +290,7 @@ def test_report_json(bench, finished):
 
 def test_report_html(bench, finished):
     text = report_text(bench, finished, "html")
-    assert "<table" in text and "<td>dummy</td>" in text and FOOTNOTE in text
+    assert "<table" in text and "<td>dummy</td>" in text and FOOTNOTE in html.unescape(text)
 
 
 def test_report_latex(bench, finished):

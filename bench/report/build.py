@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from rich.table import Table
 
 from bench.errors import UsageError
 from bench.record import Record
 from bench.report.compare import compare_methods, display_comparison
+from bench.report.display import display_frame, footnote
 from bench.report.output import writing
+from bench.report.page import html_page, records_of_rows
 from bench.report.tables import frame_table, render, render_frames, rich_table, summarize, task_rows
 
 
@@ -32,27 +36,46 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 def build_report(records: list[Record], runs: Path, fmt: str, compare: str | None = None,
                  plots: Path | None = None) -> Built:
-    """The report of ``records`` in ``fmt`` ('table' gives a rich table), plots drawn into ``plots``."""
+    """The report of ``records`` in ``fmt`` ('table' gives a rich table), plots drawn into ``plots``.
+
+    The html page embeds the plots: those drawn into ``plots``, else drawn into a temporary folder.
+    """
     if not records:
         raise UsageError(f"no records under {runs} (run `bench run` first, or pass --runs DIR)")
     pair = parse_pair(compare) if compare else None
     rows = task_rows(records)
     built = Built("")
+    if plots is not None:
+        from bench.report.plots import draw_plots
+
+        with writing("--plots", plots):
+            built.plots = draw_plots(rows, plots)
     if pair:
         frame = compare_methods(rows, *pair)
         shown, note = display_comparison(frame, *pair)
         right = {f"{pair[0]} − {pair[1]}", "95% interval", "pairs"}
         title = f"{pair[0]} vs {pair[1]}"
         collapse = ("dataset", "model", "preset", "threshold")
-        built.content = (frame_table(shown, title, note, right, collapse) if fmt == "table"
-                         else render_frames(frame, shown, note, fmt))
+        if fmt == "html":
+            built.content = html_page(shown, note, f"modbench: {title}", images=_images(rows, built.plots, plots))
+        else:
+            built.content = (frame_table(shown, title, note, right, collapse) if fmt == "table"
+                             else render_frames(frame, shown, note, fmt))
     else:
         summary = summarize(rows)
-        built.content = rich_table(summary) if fmt == "table" else render(summary, fmt)
-    if plots is not None:
-        from bench.report.plots import draw_plots
-
-        with writing("--plots", plots):
-            built.plots = draw_plots(rows, plots)
+        if fmt == "html":
+            built.content = html_page(display_frame(summary), footnote(summary), "modbench results",
+                                      records_of_rows(summary, records), _images(rows, built.plots, plots))
+        else:
+            built.content = rich_table(summary) if fmt == "table" else render(summary, fmt)
     return built
 
+
+def _images(rows: pd.DataFrame, drawn: list[Path], plots: Path | None) -> list[tuple[str, bytes]]:
+    """The plots as (file name, PNG bytes): those drawn into ``--plots``, else drawn now into a temporary folder."""
+    if plots is not None:
+        return [(path.name, path.read_bytes()) for path in drawn]
+    from bench.report.plots import draw_plots
+
+    with tempfile.TemporaryDirectory(prefix="modbench-plots-") as folder:
+        return [(path.name, path.read_bytes()) for path in draw_plots(rows, Path(folder))]

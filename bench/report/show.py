@@ -35,22 +35,30 @@ def module_problems(directory: Path, record: Record) -> list[str]:
     return [f"{problem}; `bench run` rebuilds it" for problem in problems if problem is not None]
 
 
-def _cell(value: Any) -> Text:
+def cell_text(value: Any) -> str:
+    """A record value as shown: floats with four significant digits, a missing value as a dash."""
     if value is None:
-        return Text("–")
-    return Text(f"{value:.4g}" if isinstance(value, float) else str(value))
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _pairs(title: str, values: dict[str, Any] | None) -> Table:
+def flat_pairs(values: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Key/value pairs as shown, one nested level flattened (``env.cuda``)."""
+    pairs = []
+    for key, value in (values or {}).items():
+        if isinstance(value, dict) and value:
+            pairs += [(f"{key}.{inner}", cell_text(item)) for inner, item in value.items()]
+        else:
+            pairs.append((key, cell_text(value)))
+    return pairs
+
+
+def _pairs(title: str, pairs: list[tuple[str, str]]) -> Table:
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
-    for key, value in (values or {}).items():
-        if isinstance(value, dict) and value:
-            for inner, item in value.items():
-                table.add_row(Text(f"{key}.{inner}"), _cell(item))
-        else:
-            table.add_row(Text(key), _cell(value))
+    for key, value in pairs:
+        table.add_row(Text(key), Text(value))
     return table
 
 
@@ -74,25 +82,36 @@ def _baseline(record: Record) -> dict[str, Any]:
             **({"why": baseline["message"]} if baseline["message"] else {})}
 
 
-def _tasks(tasks: Sequence[Mapping[str, Any]]) -> Table:
-    table = Table(title="tasks", title_justify="left")
+def task_table(tasks: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The per-task figures as a header and rows of shown values."""
     columns = list(dict.fromkeys(c for task in tasks for c in task if c not in HIDDEN_TASK_FIELDS))
-    for column in columns:
-        table.add_column(column, justify="right")
-    for task in tasks:
-        table.add_row(*(_cell(task.get(c, "–")) for c in columns))
-    return table
+    return columns, [[cell_text(task.get(c, "–")) for c in columns] for task in tasks]
+
+
+def record_sections(record: Record) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The record as titled key/value sections: identity, baseline, last error, settings, environment, figures."""
+    sections = [("run", flat_pairs(_identity(record))), ("baseline", flat_pairs(_baseline(record)))]
+    if record["last_error"]:
+        sections.append(("last error (a re-run failed; the figures are from the run before)",
+                         flat_pairs(dict(record["last_error"]))))
+    given = record.get("settings")
+    if given and (given["recipe"] or given["hparams"]):
+        named = {**given["recipe"], **{f"{record['method']}.{k}": v for k, v in given["hparams"].items()}}
+        sections.append(("--set values it ran with", flat_pairs(named)))
+    parts = {"hyperparameters": record["hparams"], "recipe": record["recipe"], "environment": record["env"],
+             "model": record["model_metrics"], "modularization": record["modularization"]}
+    return sections + [(title, flat_pairs(values)) for title, values in parts.items()]
 
 
 def render_record(record: Record) -> Group:
     """A record as a few small tables: identity, baseline, last error, settings, environment, figures, tasks."""
-    parts: list[Any] = [_pairs("run", _identity(record)), _pairs("baseline", _baseline(record))]
-    if record["last_error"]:
-        parts.append(_pairs("last error (a re-run failed; the figures are from the run before)",
-                            dict(record["last_error"])))
-    parts += [_pairs("hyperparameters", record["hparams"]), _pairs("recipe", record["recipe"]),
-              _pairs("environment", record["env"]), _pairs("model", record["model_metrics"]),
-              _pairs("modularization", record["modularization"])]
+    parts: list[Any] = [_pairs(title, pairs) for title, pairs in record_sections(record)]
     if record["tasks"]:
-        parts.append(_tasks(record["tasks"]))
+        columns, rows = task_table(record["tasks"])
+        table = Table(title="tasks", title_justify="left")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for row in rows:
+            table.add_row(*(Text(v) for v in row))
+        parts.append(table)
     return Group(*parts)

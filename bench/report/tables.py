@@ -7,7 +7,6 @@ configuration, and this module renders it. ``bench run`` prints ``rich_table(sum
 
 from __future__ import annotations
 
-import html
 import json
 
 import pandas as pd
@@ -85,7 +84,9 @@ def render_frames(raw: pd.DataFrame, shown: pd.DataFrame, note: str, fmt: str) -
     if fmt == "md":
         return shown.to_markdown(index=False, disable_numparse=True) + f"\n\n{note}\n"
     if fmt == "html":
-        return shown.to_html(index=False, border=0) + f"\n<p>{html.escape(note, quote=False)}</p>\n"
+        from bench.report.page import html_page
+
+        return html_page(shown, note)
     if fmt == "latex":
         escaped = shown.map(_latex).rename(columns=_latex)
         return escaped.to_latex(index=False) + f"\n{_latex(note)}\n"
