@@ -21,6 +21,7 @@ from bench.grid.options import click_options
 from bench.importers.command import import_checkpoint
 
 FORMATS = ("table", "md", "csv", "json", "html", "latex")
+EXPORT_FORMATS = ("pt2", "onnx")
 
 
 class LazyGroup(click.Group):
@@ -278,17 +279,21 @@ def show(run_path: Path, runs: Path, as_json: bool) -> int:
 @cli.command()
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--task", "task", required=True, help="The task's classes, as given to bench run: 0,1.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .pt2 file to write.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The file to write (.pt2 or .onnx).")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS),
+              help="pt2 (a torch.export program) or onnx (needs modbench[onnx]); default: --out's suffix, else pt2.")
 @click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
-def export(run_path: Path, task: str, out: Path, runs: Path) -> int:
-    """Save a reused module as a self-contained torch.export program (.pt2).
+def export(run_path: Path, task: str, out: Path, fmt: str | None, runs: Path) -> int:
+    """Save a reused module as a self-contained torch.export program (.pt2) or ONNX model (.onnx).
 
-    The program takes float images in [0, 1], shape (batch, 3, 32, 32), and returns logits over
-    the task's classes in the order given; load it with torch.export.load(path).module().
+    The module takes float images in [0, 1], shape (batch, 3, 32, 32), and returns logits over
+    the task's classes in the order given; load it with torch.export.load(path).module(), or run
+    the ONNX form with onnxruntime.InferenceSession(path).run(None, {"images": x}).
 
     \b
-    Example:
+    Examples:
       bench export runs/digits/simcnn-width0.25/mwt/3f2a9c1b0d4e/t0.9 --task 0,1 --out module.pt2
+      bench export runs/digits/simcnn-width0.25/mwt/3f2a9c1b0d4e/t0.9 --task 0,1 --format onnx --out module.onnx
     """
     from bench.grid.config import parse_task
     from bench.report.export import export_module
@@ -296,7 +301,8 @@ def export(run_path: Path, task: str, out: Path, runs: Path) -> int:
 
     record = find_record(run_path, runs)
     runs_root = _runs_root(run_path, runs, record["run_id"])
-    path = export_module(record, parse_task(task), out, runs_root)
+    fmt = fmt or ("onnx" if out.suffix == ".onnx" else "pt2")
+    path = export_module(record, parse_task(task), out, runs_root, fmt)
     click.echo(f"wrote {path}", err=True)
     return 0
 

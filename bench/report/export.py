@@ -1,4 +1,4 @@
-"""``bench export``: a reused module as a self-contained ``torch.export`` program.
+"""``bench export``: a reused module as a self-contained ``torch.export`` program, or that program as ONNX.
 
 The run is found from its record (its identity, recipe and hyperparameters as recorded), and the
 module is rebuilt from the run's stages read-only (trained model, module masks, fine-tuned
@@ -29,6 +29,7 @@ from bench.pipeline.workspace import Workspace
 from bench.plugins.manager import get_plugins
 from bench.record import Record
 from bench.refs import Ref
+from bench.report.onnx import onnx_bytes, require_onnx
 
 
 class Normalized(nn.Module):
@@ -80,22 +81,35 @@ def _settings(record: Record, runner: CellRunner, model: Ref, dataset: Ref) -> t
     return recipe, {k: v for k, v in record["hparams"].items() if k in defaults and defaults[k] != v}
 
 
-def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Path) -> Path:
-    """Rebuild the reused module of ``record`` for ``classes`` and save it as a torch.export program."""
+def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Path, fmt: str = "pt2") -> Path:
+    """Rebuild the reused module of ``record`` for ``classes`` and save it as a torch.export program (``pt2``) or as
+    ONNX (``onnx``, ``bench.report.onnx``): one program, two formats."""
     if record["error"]:
         raise UsageError(f"record {record['run_id']} failed ({record['error']}); nothing to export")
     if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'module.pt2'}")
-    task = canonical_task(classes)  # what the store holds: the task's classes sorted
-    if not any(tuple(t["classes"]) == task for t in record["tasks"]):
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / ('module.' + fmt)}")
+    if not any(tuple(t["classes"]) == canonical_task(classes) for t in record["tasks"]):
         done = ", ".join(",".join(map(str, t["classes"])) for t in record["tasks"]) or "none"
         raise UsageError(f"record {record['run_id']} has no module for task {','.join(map(str, classes))} "
                          f"(tasks: {done})")
+    if fmt == "onnx":
+        require_onnx()  # before any work
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    program = torch.export.export(module_of(record, classes, runs), (torch.rand(2, 3, 32, 32),),
+                                  dynamic_shapes={"x": {0: batch}})
+    _save(onnx_bytes(program) if fmt == "onnx" else _pt2_bytes(program), out)
+    return out
+
+
+def module_of(record: Record, classes: tuple[int, ...], runs: Path) -> Normalized:
+    """The reused, fine-tuned module of ``record`` for ``classes`` (logits in that order), rebuilt read-only,
+    images in [0, 1] in."""
     grid = GridConfig(methods=(record["method"],), models=(), datasets=(), preset=record["preset"], out=runs,
                       device="cpu", quiet=True)
     runner = CellRunner(Workspace(grid, get_plugins(), torch.device("cpu"), Bars(quiet=True), read_only=True))
     r = resolved_from(record, runner)
     directory = runs / record["run_id"]
+    task = canonical_task(classes)  # what the store holds: the task's classes sorted
     try:
         trained = runner.train.run(r)
         modules, _ = runner.modularize.run(r, trained, record["threshold"])
@@ -110,18 +124,18 @@ def export_module(record: Record, classes: tuple[int, ...], out: Path, runs: Pat
         module = _Columns(module, classes)  # the model's logits: the task's columns, in the order given
     elif classes != task:
         module = _Columns(module, tuple(task.index(c) for c in classes))  # the head's: the sorted classes
-    wrapped = Normalized(module.eval(), ctx.data.mean, ctx.data.std).eval()
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    program = torch.export.export(wrapped, (torch.rand(2, 3, 32, 32),), dynamic_shapes={"x": {0: batch}})
-    _save(program, out)
-    return out
+    return Normalized(module.eval(), ctx.data.mean, ctx.data.std).eval()
 
 
-def _save(program: torch.export.ExportedProgram, out: Path) -> None:
-    """Save atomically (a failed write leaves no half file at ``out``); a place that cannot be written is one line."""
+def _pt2_bytes(program: torch.export.ExportedProgram) -> bytes:
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
+def _save(data: bytes, out: Path) -> None:
+    """Save atomically (a failed write leaves no half file at ``out``); a place that cannot be written is one line."""
     try:
-        atomic_write(out, buffer.getvalue())
+        atomic_write(out, data)
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
