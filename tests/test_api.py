@@ -132,3 +132,14 @@ def test_every_run_option_is_a_keyword_of_run():
 def test_the_api_is_exported_from_bench():
     for name in ("run", "results", "compare"):
         assert name in bench.__all__ and callable(getattr(bench, name))
+
+
+@pytest.mark.parametrize("sweep", [{"nemo.alpha": [0.5, 1.5]}, {"nemo": {"alpha": (0.5, 1.5)}}])
+def test_a_list_or_tuple_in_set_is_a_sweep_as_on_the_command_line(sweep):
+    from bench.grid.config import grid_from_options
+    from bench.grid.options import merge_options, python_options
+
+    api = grid_from_options(merge_options(python_options({"set": {"epochs": 2, **sweep}, "tasks": [(0, 1)]}), {}))
+    cli = grid_from_options(merge_options({"set": ("epochs=2", "nemo.alpha=0.5,1.5"), "tasks": ("0,1",)}, {}))
+    assert api.overrides == cli.overrides and api.overrides.axes() == [("nemo.alpha", (0.5, 1.5))]
+    assert api.tasks == cli.tasks == ((0, 1),)

@@ -114,8 +114,8 @@ def settings_from_table(table: dict[str, Any], prefix: str = "") -> list[str]:
             if prefix:
                 raise UsageError(f"config [set.{prefix.rstrip('.')}]: '{key}' cannot be a table")
             items.extend(settings_from_table(value, f"{key}."))
-        elif isinstance(value, list):
-            if not value or any(isinstance(v, (list, dict)) for v in value):
+        elif isinstance(value, list | tuple):  # a TOML array, or a Python list or tuple
+            if not value or any(isinstance(v, (list, tuple, dict)) for v in value):
                 raise UsageError(f"config [set] {prefix}{key}: a sweep is a list of plain values, got {value!r}")
             items.append(f"{prefix}{key}=" + ",".join(_format(v) for v in value))
         else:
