@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,8 @@ def module_problems(directory: Path, record: Record) -> list[str]:
 
 
 def cell_text(value: Any) -> str:
-    """A record value as shown: floats with four significant digits, a missing value as a dash."""
-    if value is None:
+    """A record value as shown: floats with four significant digits, a missing value (None, NaN) as a dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
