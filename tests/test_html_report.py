@@ -135,3 +135,16 @@ def test_in_a_browser(driver, page, tmp_path):
     driver.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     assert console_errors(driver) == []
+
+
+def test_the_compare_page_embeds_the_plots_drawn_into_plots(tmp_path, monkeypatch, capsys):
+    records = [make_record(method, seed, tasks=[task([0, 1], 0.9 + seed / 100, weights)])
+               for seed in (0, 1, 2) for method, weights in (("mwt", 0.4), ("nemo", 0.6), ("standard", 1.0))]
+    write_records(tmp_path / "runs", records)
+    result = invoker(capsys, monkeypatch)("report", "--runs", tmp_path / "runs", "--format", "html",
+                                          "--compare", "mwt,nemo", "--plots", tmp_path / "plots")
+    assert result.code == 0
+    drawn = sorted((tmp_path / "plots").glob("*.png"))
+    assert drawn and result.out.count("data:image/png;base64,") == len(drawn)
+    assert "<title>modbench: mwt vs nemo</title>" in result.out and ">mwt − nemo</th>" in result.out
+    assert ">95% interval</th>" in result.out and 'class="details"' not in result.out  # no records behind a pair
