@@ -63,14 +63,14 @@ def console_errors(driver: Any) -> list[str]:
 
 
 def screenshot(page: Path, out: Path, width: int = 1400, height: int | None = None) -> Path:
-    """A screenshot of ``page`` with its first row's details open: ``height`` pixels, or the whole page."""
+    """A screenshot of ``page`` with its last row's details open (the table above it): ``height`` pixels, or the whole page."""
     from selenium.webdriver.common.by import By
 
     with chromium(width) as driver:
         driver.get(page.resolve().as_uri())
         rows = driver.find_elements(By.CSS_SELECTOR, "tr.openable")
         if rows:
-            driver.execute_script("arguments[0].click()", rows[0])  # a script's click scrolls nothing
+            driver.execute_script("arguments[0].click()", rows[-1])  # a script's click scrolls nothing
         height = height or int(driver.execute_script("return document.documentElement.scrollHeight")) + 40
         driver.set_window_size(width, min(height, 6000))
         driver.save_screenshot(str(out))
