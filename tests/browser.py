@@ -63,7 +63,7 @@ def console_errors(driver: Any) -> list[str]:
 
 
 def screenshot(page: Path, out: Path, width: int = 1400, height: int | None = None) -> Path:
-    """A screenshot of ``page`` with its last row's details open (the table above it): ``height`` pixels, or the whole page."""
+    """A screenshot of ``page`` with its last row's details open: ``height`` pixels, or the whole page."""
     from selenium.webdriver.common.by import By
 
     with chromium(width) as driver:

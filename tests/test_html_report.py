@@ -117,14 +117,16 @@ def test_in_a_browser(driver, page, tmp_path):
     assert driver.find_element(By.ID, "shown-count").text == "3 of 12 rows"
 
     # a row opens its records: settings, per-task figures, the baseline flag, the preset
-    row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "tbody.entry > tr.row") if r.is_displayed())
+    method = _column(driver, "method")
+    row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "tbody.entry > tr.row")
+               if r.is_displayed() and r.find_elements(By.TAG_NAME, "td")[method].text == "mwt")
     details = row.find_element(By.XPATH, "following-sibling::tr[1]")
     assert not details.is_displayed()
     row.click()
     assert details.is_displayed() and row.get_attribute("aria-expanded") == "true"
     text = details.text
     for expected in ("seed 0", "seed 1", "preset", "smoke", "baseline", "flag", "recipe", "hyperparameters",
-                     "module_acc", "weight_retention", "[0, 1]"):
+                     "alpha", "module_acc", "weight_retention", "[0, 1]"):
         assert expected in text, expected
     assert "chance" in text  # seed 1's standard model on cifar10 scored 8%
     row.click()
