@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.models.cnn import rescnn, resnet18, simcnn
+from bench.models.cnn import mobilenetv2, rescnn, resnet18, simcnn
 from bench.models.layers import ConvUnit, units
 from bench.modular.importance import importance_orders, kernel_importance
 from bench.modular.kernel_groups import GeneLayer, GeneLayout, tied_units
@@ -82,6 +82,16 @@ def test_resnet18_ties_identity_chains_and_downsample_shortcuts():
     assert groups[("features.3.body.1", "features.3.shortcut", "features.4.body.1")] == "features.4"
     layout = GeneLayout.from_model(model, [n for n, _ in maskable_units(model)])
     assert ("features.1.body.1", "features.2.body.1") in [layer.units for layer in layout.layers]
+
+
+def test_mobilenetv2_ties_the_projections_of_a_stage_through_its_stride_2_block():
+    model = mobilenetv2(10, width=0.125)
+    groups = {tuple(members): probe for members, probe in tied_units(model)}
+    # stage 3: a stride-2 block (no join, nested in a Sequential), then two identity joins
+    assert groups[("features.4.1", "features.5.body.1", "features.6.body.1")] == "features.6"
+    assert groups[("features.4.0",)] == "features.4.0"  # an expansion with its depthwise filters: untied
+    layout = GeneLayout.from_model(model, [n for n, _ in maskable_units(model)])
+    assert sorted(layout.unit_names) == sorted(n for n, _ in maskable_units(model))
 
 
 def test_large_layers_get_large_groups():

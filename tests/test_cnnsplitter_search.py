@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.models.cnn import rescnn, resnet18, simcnn, vgg16
+from bench.models.cnn import mobilenetv2, rescnn, resnet18, simcnn, vgg16
 from bench.modular.batchnorm import recalibrate_batchnorm
 from bench.modular.candidates import CandidateScorer
 from bench.modular.ensemble import ClassModules
@@ -21,6 +21,7 @@ MODELS = {
     "rescnn": lambda: rescnn(10, width=0.125),
     "vgg16": lambda: vgg16(10, width=0.125),
     "resnet18": lambda: resnet18(10, width=0.125),
+    "mobilenetv2": lambda: mobilenetv2(10, width=0.125),
 }
 
 
@@ -85,7 +86,8 @@ def test_scoring_with_batch_stats_equals_the_sliced_modules_normalising_their_ow
     for i, (row, c) in enumerate(zip(keep, classes.tolist(), strict=True)):
         module = extract(model, dict(zip(names, torch.split(row, sizes), strict=True)))
         with torch.no_grad():
-            assert torch.allclose(logits[i], batch_normalised(module)(inputs)[:, c], rtol=1e-4, atol=1e-5)
+            # 1e-4: MobileNetV2's 40 batch-normalised layers sum float32 noise to a few 1e-5
+            assert torch.allclose(logits[i], batch_normalised(module)(inputs)[:, c], rtol=1e-4, atol=1e-4)
             assert recalibrate_batchnorm(module, [(inputs, None)]) > 0  # what compose does, on these inputs
             assert torch.allclose(logits[i], module.eval()(inputs)[:, c], rtol=0.1, atol=0.05)  # unbiased variances
     assert not torch.allclose(logits, plain, atol=1e-2)  # the full model's statistics rate them otherwise

@@ -9,8 +9,8 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from bench.models.cnn import CNN, rescnn, resnet18, simcnn, vgg16
-from bench.models.layers import units
+from bench.models.cnn import CNN, mobilenetv2, rescnn, resnet18, simcnn, vgg16
+from bench.models.layers import InvertedUnit, units
 from bench.models.vit import deit_s, vit_s
 from bench.modular.extract import extract
 from bench.modular.layers import ExtractedResidual, ExtractedViT
@@ -23,6 +23,7 @@ CNNS = {
     "rescnn": lambda: rescnn(10, width=0.25),
     "rescnn_nobn": lambda: rescnn(10, width=0.25, bn=False),
     "resnet18": lambda: resnet18(10, width=0.25),
+    "mobilenetv2": lambda: mobilenetv2(10, width=0.25),
 }
 VITS = {
     "vit_s": lambda: vit_s(10, width=0.25, depth=4),
@@ -185,6 +186,24 @@ def test_residual_join_keeps_the_union(block3, block4, widths):
     assert_equivalent(model, keep, extracted)
 
 
+def test_a_kept_mobilenetv2_channel_keeps_its_depthwise_filter():
+    model = modular(CNNS["mobilenetv2"])
+    keep = random_keep(model, seed=2)
+    extracted = extract(model, keep)
+    pairs = [(n, u, dict(units(extracted))[n]) for n, u in units(model) if isinstance(u, InvertedUnit)]
+    assert len(pairs) == 17 and all(isinstance(small, InvertedUnit) for _, _, small in pairs)
+    for name, unit, small in pairs:
+        kept = keep[name].nonzero().flatten()
+        assert small.depthwise.groups == small.depthwise.in_channels == len(kept)
+        assert small.depthwise.stride == unit.depthwise.stride
+        assert torch.equal(small.depthwise.weight, unit.depthwise.weight[kept])
+        assert torch.equal(small.depthwise_bn.running_mean, unit.depthwise_bn.running_mean[kept])
+    assert isinstance(extracted.features[4], nn.Sequential)  # a stride-2 block: no join
+    assert isinstance(extracted.features[5], ExtractedResidual)  # its identity join: the union
+    union = keep["features.4.1"] | keep["features.5.body.1"]
+    assert extracted.features[5].width == int(union.sum())
+
+
 def vit_keep(model: nn.Module) -> dict[str, torch.Tensor]:
     """Random masks, plus: block 1 head 0 without v dims, head 1 with v dims but no q/k dims;
     block 2 with no q/k dim left in any head."""
@@ -338,6 +357,6 @@ def test_bad_inputs_are_rejected():
 
 def test_unsupported_layer_is_named():
     model = vgg16(10, width=0.25)
-    model.features[1] = nn.Sequential(model.features[1])
-    with pytest.raises(ValueError, match="Sequential"):
+    model.features[1] = nn.Identity()
+    with pytest.raises(ValueError, match=r"Identity at 'features\.1'"):
         extract(model, {})

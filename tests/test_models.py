@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from bench.errors import UsageError
-from bench.models.cnn import rescnn, simcnn, vgg16
+from bench.models.cnn import mobilenetv2, rescnn, simcnn, vgg16
 from bench.modular.masking import attach_generators, current_masks, maskable_units, remove_generators
-from bench.pipeline.metrics import count_flops, count_params
+from bench.pipeline.metrics import count_flops, count_params, flops_by_operator
 from bench.plugins.manager import get_plugins
 
 TINY = {"cnn": {"width": 0.125}, "vit": {"width": 0.125, "depth": 2}}
@@ -41,6 +41,27 @@ def test_every_model_runs_forward_and_backward(name, masked):
 ])
 def test_zoo_flops_match_the_published_counts(name, build, expected):
     assert count_flops(build()) == pytest.approx(expected, abs=0.05e6)
+
+
+def test_mobilenetv2_flops_count_every_conv_depthwise_included():
+    model = mobilenetv2(10).eval()
+    by_hand = []
+
+    def multiply_adds(conv, _inputs, out):  # each output value reads in_channels / groups * k * k inputs
+        by_hand.append(out.numel() * conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1])
+
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [c.register_forward_hook(multiply_adds) for c in convs]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    depthwise = sum(c.groups > 1 for c in convs)
+    # the stem, each block's expansion, depthwise and projection, 4 conv shortcuts, the head
+    assert depthwise == 17 and len(by_hand) == len(convs) == 1 + 17 * 3 + 4 + 1
+    counted = flops_by_operator(model)
+    assert counted["conv"] == sum(by_hand) == 91_142_144
+    assert count_params(model) == 2_296_922  # pytorch-cifar's MobileNetV2
 
 
 def test_masking_policy():
@@ -84,7 +105,7 @@ def test_vit_dimensions():
     assert deit.pos_embed.shape[1] == 64 + 2
 
 
-@pytest.mark.parametrize("name", ["simcnn", "vgg16", "resnet18", "rescnn"])
+@pytest.mark.parametrize("name", ["simcnn", "vgg16", "resnet18", "rescnn", "mobilenetv2"])
 def test_a_cnn_without_gradients_computes_channels_last_and_the_same_logits(name):
     torch.manual_seed(0)
     model = get_plugins().models.get(name).build(10, width=0.125).eval()

@@ -12,7 +12,7 @@ from bench.grid.presets.reference import FINETUNING, model_kind
 from bench.plugins.manager import get_plugins
 
 DATASETS = ("digits", "cifar10", "svhn")
-MODELS = ("simcnn", "rescnn", "vgg16", "resnet18", "vit_s", "deit_s")
+MODELS = ("simcnn", "rescnn", "vgg16", "resnet18", "mobilenetv2", "vit_s", "deit_s")
 
 
 def _resolve(preset: str, method: str, model: str, dataset: str, args: dict | None = None):

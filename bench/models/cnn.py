@@ -10,10 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.models.layers import ConvUnit, Residual
+from bench.models.layers import ConvUnit, InvertedUnit, Residual
 from bench.models.spec import check_width
 
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+# MobileNetV2 for CIFAR (as in the widely used pytorch-cifar): (expansion, out channels, blocks, first stride);
+# the second stage keeps stride 1 where the ImageNet network has 2, so a 32x32 input ends at 4x4
+MOBILENETV2_LAYOUT = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                      (6, 320, 1, 1))
 RESCNN_LAYOUT = (  # (out channels, max-pool after, residual pair starts here)
     (64, False), (128, True), "R", (256, True), (512, True), "R", (512, True), (512, True), "R",
 )
@@ -141,5 +145,33 @@ def resnet18(num_classes: int, width: float = 1.0) -> CNN:
             channels = out
     layers.append(nn.AdaptiveAvgPool2d(1))
     model = CNN(nn.Sequential(*layers), nn.Sequential(nn.Linear(channels, num_classes)), num_classes)
+    _init_convs(model)
+    return model
+
+
+def _inverted_block(cin: int, cout: int, expansion: int, stride: int) -> nn.Module:
+    """Expansion (with its depthwise filter) -> linear 1x1 projection; at stride 1 a residual join with the
+    input, through a 1x1 conv + BN shortcut when the width changes; at stride 2 no join."""
+    body = nn.Sequential(InvertedUnit(cin, expansion * cin, stride),
+                         ConvUnit(expansion * cin, cout, kernel_size=1, bias=False, relu=False))
+    if stride != 1:
+        return body
+    shortcut = None if cin == cout else ConvUnit(cin, cout, kernel_size=1, bias=False, relu=False)
+    return Residual(body, shortcut, relu=False)
+
+
+def mobilenetv2(num_classes: int, width: float = 1.0) -> CNN:
+    """MobileNetV2, CIFAR variant: 3x3 stem at stride 1, 17 inverted residual blocks (ReLU), 1x1 conv to
+    1280 channels, global average pool, Linear."""
+    channels = scaled(32, width)
+    layers: list[nn.Module] = [ConvUnit(3, channels, bias=False)]
+    for expansion, out, blocks, first_stride in MOBILENETV2_LAYOUT:
+        out = scaled(out, width)
+        for block in range(blocks):
+            layers.append(_inverted_block(channels, out, expansion, first_stride if block == 0 else 1))
+            channels = out
+    head = scaled(1280, width)
+    layers += [ConvUnit(channels, head, kernel_size=1, bias=False), nn.AdaptiveAvgPool2d(1)]
+    model = CNN(nn.Sequential(*layers), nn.Sequential(nn.Linear(head, num_classes)), num_classes)
     _init_convs(model)
     return model

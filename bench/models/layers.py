@@ -44,6 +44,10 @@ class ConvUnit(nn.Module):
         y = self.conv(x)
         if self.bn is not None:
             y = self.bn(y)
+        return self.masked(x, y)
+
+    def masked(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``y`` (batch, units, h, w) times the mask the generator computes from the unit's input ``x``, then ReLU."""
         if self.generator is not None:
             self.mask = self.generator(x)  # (batch, out_channels), in the generator's dtype
             y = y * self.mask.to(y.dtype)[:, :, None, None]
@@ -54,6 +58,24 @@ class ConvUnit(nn.Module):
         if self.generator is not None and self.mask is not None:
             return self.mask > 0
         return F.relu(output).mean(dim=(2, 3)) > 0
+
+
+class InvertedUnit(ConvUnit):
+    """MobileNetV2's expansion: 1x1 conv -> BN -> ReLU -> 3x3 depthwise conv -> BN -> x mask -> ReLU.
+
+    A unit is one hidden channel: its expansion kernel (``conv``, ``bn``) and its depthwise filter
+    (``depthwise``, ``depthwise_bn``), kept or dropped together. The depthwise channel reads only its
+    own expansion channel, so masking it once, after the depthwise BN, zeroes both downstream.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, stride: int = 1) -> None:
+        super().__init__(in_channels, hidden, kernel_size=1, bias=False)
+        self.depthwise = nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False)
+        self.depthwise_bn = nn.BatchNorm2d(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = F.relu(self.bn(self.conv(x)))  # (batch, hidden, h, w)
+        return self.masked(x, self.depthwise_bn(self.depthwise(hidden)))
 
 
 class LinearUnit(nn.Linear):

@@ -1,4 +1,8 @@
-"""Physical extraction of CNN modules: conv kernels removed, residual joins over the union."""
+"""Physical extraction of CNN modules: conv kernels removed, residual joins over the union.
+
+A kept channel of MobileNetV2's ``InvertedUnit`` keeps its depthwise filter (``sliced_conv_unit``);
+a block without a join (a nested ``nn.Sequential``) is extracted layer by layer.
+"""
 
 from __future__ import annotations
 
@@ -46,10 +50,12 @@ def _extract_layer(layer: nn.Module, name: str, live: torch.Tensor,
         residual = ExtractedResidual(body, shortcut, position[body_live], position[shortcut_live],
                                      int(union.sum()), layer.relu)
         return residual, union
+    if isinstance(layer, nn.Sequential):
+        return _extract_sequence(layer, name, live, masks)
     if isinstance(layer, PASSTHROUGH):
         return copy.deepcopy(layer), live
     raise ValueError(f"cannot extract {type(layer).__name__} at {name!r}: CNN features may hold only "
-                     "ConvUnit, Residual, MaxPool2d, AdaptiveAvgPool2d, Dropout and ReLU")
+                     "ConvUnit, Residual, Sequential, MaxPool2d, AdaptiveAvgPool2d, Dropout and ReLU")
 
 
 def _extract_classifier(classifier: nn.Sequential, live: torch.Tensor) -> nn.Sequential:

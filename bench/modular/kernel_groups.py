@@ -66,6 +66,8 @@ class _Ties:
             full = f"{prefix}.{name}"
             if isinstance(layer, ConvUnit):
                 current = self.add(full)
+            elif isinstance(layer, nn.Sequential):
+                current = self.walk(layer, full, current)
             elif isinstance(layer, Residual):
                 body = self.walk(layer.body, f"{full}.body", current)
                 shortcut = current if layer.shortcut is None else self.add(f"{full}.shortcut")

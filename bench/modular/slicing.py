@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.models.layers import ConvUnit
+from bench.models.layers import ConvUnit, InvertedUnit
 
 
 def sliced_linear(linear: nn.Linear, rows: torch.Tensor | None = None,
@@ -27,24 +27,37 @@ def sliced_linear(linear: nn.Linear, rows: torch.Tensor | None = None,
     return new
 
 
+def sliced_conv(conv: nn.Conv2d, rows: torch.Tensor, cols: torch.Tensor | None) -> nn.Conv2d:
+    """A copy of ``conv`` with output channels ``rows`` and input channels ``cols``; a depthwise conv
+    (``cols`` None) keeps the filters of ``rows``, one group each."""
+    groups = 1 if cols is not None else len(rows)
+    new = nn.Conv2d(len(rows) if cols is None else len(cols), len(rows), conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+                    device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(conv.weight[rows] if cols is None else conv.weight[rows][:, cols])
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias[rows])
+    return new
+
+
 def sliced_conv_unit(unit: ConvUnit, live: torch.Tensor, out: torch.Tensor) -> ConvUnit:
-    """A ConvUnit computing the ``out`` channels of ``unit`` from its ``live`` input channels."""
+    """A ConvUnit computing the ``out`` channels of ``unit`` from its ``live`` input channels.
+
+    An ``InvertedUnit`` keeps the depthwise filter (and depthwise BN) of every kept channel.
+    """
     conv = unit.conv
     if conv.groups != 1 or len(live) != conv.in_channels:
         raise ValueError(f"cannot slice a conv with groups={conv.groups} and {conv.in_channels} inputs "
                          f"fed by {len(live)} channels")
     rows, cols = out.nonzero().flatten(), live.nonzero().flatten()
-    new = ConvUnit(len(cols), len(rows), bias=conv.bias is not None, bn=unit.bn is not None, relu=unit.relu)
-    # its conv (and BN, below) are replaced by sliced copies keeping kernel, stride, padding, ...
-    new.conv = nn.Conv2d(len(cols), len(rows), conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                         bias=conv.bias is not None, padding_mode=conv.padding_mode,
-                         device=conv.weight.device, dtype=conv.weight.dtype)
-    with torch.no_grad():
-        new.conv.weight.copy_(conv.weight[rows][:, cols])
-        if conv.bias is not None:
-            new.conv.bias.copy_(conv.bias[rows])
-    if unit.bn is not None:
-        new.bn = sliced_bn(unit.bn, rows)
+    if isinstance(unit, InvertedUnit):
+        new = InvertedUnit(len(cols), len(rows), unit.depthwise.stride[0])
+        new.depthwise, new.depthwise_bn = sliced_conv(unit.depthwise, rows, None), sliced_bn(unit.depthwise_bn, rows)
+    else:
+        new = ConvUnit(len(cols), len(rows), bias=conv.bias is not None, bn=unit.bn is not None, relu=unit.relu)
+    new.conv = sliced_conv(conv, rows, cols)  # keeps kernel, stride, padding, ...
+    new.bn = sliced_bn(unit.bn, rows) if unit.bn is not None else None
     return new
 
 
