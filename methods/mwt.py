@@ -37,15 +37,24 @@ class MwTHparams(MaskedHparams):
                 raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
 
 
-def cohesion_coupling_loss(masks: list[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cohesion loss, coupling loss) averaged over layers; masks are (batch, units) each."""
+def pair_weights(labels: torch.Tensor) -> torch.Tensor:
+    """(2, batch, batch): same-class pairs i < j, then different-class pairs i < j, each divided by
+    its count (at least 1), so that a product with a similarity matrix is the mean over those pairs."""
     same = labels[:, None] == labels[None, :]  # (batch, batch)
-    upper = torch.ones_like(same).triu(diagonal=1)
-    pos, neg = (same & upper).float(), (~same & upper).float()
+    pairs = torch.stack([same, ~same]).triu(diagonal=1).float()
+    return pairs / pairs.sum(dim=(1, 2), keepdim=True).clamp(min=1)
+
+
+def cohesion_coupling_loss(masks: list[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cohesion loss, coupling loss) averaged over layers; masks are (batch, units) each.
+
+    Every layer in one product: the (layers, 2) mean similarities over same-class and
+    different-class pairs.
+    """
     sim = mask_similarities(masks)  # (layers, batch, batch)
-    cohesion = 1 - (sim * pos).sum(dim=(1, 2)) / pos.sum().clamp(min=1)
-    coupling = (sim * neg).sum(dim=(1, 2)) / neg.sum().clamp(min=1)
-    return cohesion.mean(), coupling.mean()
+    per_layer = sim.flatten(1) @ pair_weights(labels).flatten(1).T  # (layers, 2)
+    same_class, other_class = per_layer.mean(dim=0)
+    return 1 - same_class, other_class
 
 
 class MwT(MaskedMethod):

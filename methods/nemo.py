@@ -47,10 +47,11 @@ class NeMoHparams(MaskedHparams):
 def contrastive_mask_loss(masks: list[torch.Tensor], labels: torch.Tensor, tau: float) -> torch.Tensor:
     """NeMo's L_con averaged over layers; masks are (batch, units) each."""
     positive = (labels[:, None] == labels[None, :]).float()  # (batch, batch), diagonal included
+    split = torch.stack([positive, 1 - positive])[:, None]  # (2, 1, batch, batch): P, then 1 - P
     sim = mask_similarities(masks)  # (layers, batch, batch)
-    pos = torch.exp(sim * positive / tau).sum(dim=2)
-    neg = torch.exp(sim * (1 - positive) / tau).sum(dim=2)
-    return -torch.log((pos + EPS) / (pos + neg + EPS)).mean()
+    sums = torch.exp(sim * split / tau).sum(dim=3)  # (2, layers, batch): pos_i, neg_i of every layer
+    pos, pos_and_neg = sums[0], sums.sum(dim=0)
+    return -torch.log((pos + EPS) / (pos_and_neg + EPS)).mean()
 
 
 class NeMo(MaskedMethod):

@@ -13,7 +13,7 @@ from bench.models.cnn import CNN, mobilenetv2, rescnn, resnet18, simcnn, vgg16
 from bench.models.layers import InvertedUnit, units
 from bench.models.vit import deit_s, vit_s
 from bench.modular.extract import extract
-from bench.modular.layers import ExtractedResidual, ExtractedViT
+from bench.modular.layers import ExtractedBlock, ExtractedResidual, ExtractedViT
 from bench.modular.masking import FixedMask, attach_generators, fix_masks, maskable_units, remove_generators
 
 CNNS = {
@@ -260,6 +260,26 @@ def test_vit_extraction_keeps_heads_and_trains():
     loss = extracted.train()(images()).pow(2).sum()
     loss.backward()
     assert all(p.grad is not None for p in extracted.parameters())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_vit_blocks_join_the_stream_by_plain_addition_as_the_index_add_join_did(precision):
+    """The dense join (full-width out / fc2 weights, zero rows elsewhere) gives the numbers of the former
+    compact rows added at their dims, in inference and in training, and runs no index_add."""
+    from vit_join import with_index_add_join
+
+    model = modular(VITS["vit_s"])
+    extracted = extract(model, random_keep(model, share=0.3))
+    former = with_index_add_join(extracted)
+    assert sum(isinstance(b, ExtractedBlock) for b in extracted.blocks) == 3
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            got = extracted.train(grad)(images())
+            expected = former.train(grad)(images())
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    with torch.no_grad(), torch.profiler.profile() as trace:
+        extracted(images())
+    assert not [e.key for e in trace.key_averages() if "index_add" in e.key]
 
 
 def test_vit_inference_reuses_padded_weights_until_they_change():

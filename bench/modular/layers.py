@@ -99,18 +99,18 @@ class SpreadWeights(nn.Module):
         super().__init__()
         self._spread_cache: dict[str, tuple[tuple, torch.Tensor]] = {}
 
-    def spread(self, key: str, tensor: torch.Tensor, pos: torch.Tensor, shape: tuple[int, ...], dim: int,
+    def spread(self, key: str, tensor: torch.Tensor, index: tuple[torch.Tensor, ...], shape: tuple[int, ...],
                dtype: torch.dtype) -> torch.Tensor:
-        """``tensor`` placed at indices ``pos`` along ``dim`` of a zero tensor of ``shape``.
+        """``tensor`` placed at ``index`` (as ``Tensor.index_put`` reads it) of a zero tensor of ``shape``.
 
         ``dtype`` is the dtype the caller computes in; the cached inference copy is stored in it.
         """
         if torch.is_grad_enabled():
-            return tensor.new_zeros(shape).index_copy(dim, pos, tensor)
+            return tensor.new_zeros(shape).index_put(index, tensor)
         stamp = (id(tensor), tensor._version, tensor.device, tensor.dtype, dtype)
         cached = self._spread_cache.get(key)
         if cached is None or cached[0] != stamp:
-            padded = tensor.new_zeros(shape, dtype=dtype).index_copy(dim, pos, tensor.to(dtype))
+            padded = tensor.new_zeros(shape, dtype=dtype).index_put(index, tensor.to(dtype))
             cached = (stamp, padded)
             self._spread_cache[key] = cached
         return cached[1]
@@ -138,17 +138,18 @@ class HeadProjection(SpreadWeights):
         if self.linear is None:
             out = x.new_zeros(b, n, features, dtype=dtype)
         else:
-            weight = self.spread("weight", self.linear.weight, self.pos, (features, d), 0, dtype)
-            bias = self.spread("bias", self.linear.bias, self.pos, (features,), 0, dtype)
+            weight = self.spread("weight", self.linear.weight, (self.pos,), (features, d), dtype)
+            bias = self.spread("bias", self.linear.bias, (self.pos,), (features,), dtype)
             out = F.linear(x, weight, bias)  # (batch, tokens, heads * width)
         return out.view(b, n, self.heads, self.width).transpose(1, 2)  # (batch, heads, tokens, width)
 
 
 class ExtractedAttention(SpreadWeights):
-    """Attention over the retained heads; returns the out projection's kept rows (batch, tokens, rows).
+    """Attention over the retained heads, its out projection's kept rows placed in the full-width stream.
 
-    ``out`` reads the kept (head, v-dim) features; its weight is spread over the padded head layout
-    at each call, like ``HeadProjection``'s.
+    ``out`` reads the kept (head, v-dim) features and computes the kept rows; at each call (cached in
+    inference) its weight and bias are spread over the padded head layout and the stream's width, zero
+    elsewhere, so the output adds to the stream as it is.
     """
 
     def __init__(self, q: HeadProjection, k: HeadProjection, v: HeadProjection, out: nn.Linear,
@@ -157,16 +158,23 @@ class ExtractedAttention(SpreadWeights):
         self.q, self.k, self.v, self.out = q, k, v, out
         self.scale = scale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """(batch, tokens, width of ``x``): the out projection's kept ``rows``, zero at the other dims."""
         y = F.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x), scale=self.scale)
         y = y.transpose(1, 2).flatten(2)  # (batch, tokens, heads * width)
-        weight = self.spread("out", self.out.weight, self.v.pos, (self.out.out_features, y.shape[-1]), 1,
-                             compute_dtype(y))
-        return F.linear(y, weight, self.out.bias)
+        dtype, shape = compute_dtype(y), (x.shape[-1], y.shape[-1])
+        weight = self.spread("out", self.out.weight, (rows[:, None], self.v.pos[None, :]), shape, dtype)
+        bias = self.spread("out_bias", self.out.bias, (rows,), shape[:1], dtype)
+        return F.linear(y, weight, bias)
 
 
-class ExtractedBlock(nn.Module):
-    """Pre-norm block on the full-width stream; each sublayer adds its kept rows at their indices."""
+class ExtractedBlock(SpreadWeights):
+    """Pre-norm block on the full-width stream: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
+
+    Each sublayer computes its kept rows (``attn_rows``, ``mlp_rows``) through a weight spread over the
+    stream's width with zero rows elsewhere (the out projection's in ``ExtractedAttention``, fc2's
+    here), so both residual joins are plain additions and the other dims pass through unchanged.
+    """
 
     def __init__(self, norm1: nn.LayerNorm, attn: ExtractedAttention, attn_rows: torch.Tensor,
                  norm2: nn.LayerNorm, mlp: nn.Sequential, mlp_rows: torch.Tensor) -> None:
@@ -176,8 +184,13 @@ class ExtractedBlock(nn.Module):
         self.register_buffer("mlp_rows", mlp_rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = added_at(x, -1, self.attn_rows, self.attn(self.norm1(x)))
-        return added_at(x, -1, self.mlp_rows, self.mlp(self.norm2(x)))
+        x = x + self.attn(self.norm1(x), self.attn_rows)
+        fc1, activation, fc2 = self.mlp
+        h = activation(fc1(self.norm2(x)))  # (batch, tokens, kept fc1 neurons)
+        dtype, shape = compute_dtype(h), (x.shape[-1], fc2.in_features)
+        weight = self.spread("fc2", fc2.weight, (self.mlp_rows,), shape, dtype)
+        bias = self.spread("fc2_bias", fc2.bias, (self.mlp_rows,), shape[:1], dtype)
+        return x + F.linear(h, weight, bias)
 
 
 class PaperBlock(nn.Module):

@@ -1,13 +1,18 @@
-"""Per-layer cosine similarities between the samples' masks, computed a few layers at a time.
+"""Per-layer cosine similarities between the samples' masks, every layer in one pass.
 
 The mask losses of MwT and NeMo need, for every masked layer, the (batch, batch) matrix of cosine
-similarities between the samples' masks. Layers of equal width are stacked and multiplied in one
-batched product, so a ViT-S with 66 masked layers costs two products instead of 66 small ones
-(on a GPU the per-layer version is bound by kernel launches, not arithmetic). The masks of one
-forward pass come as a ``MaskList``, which stacks itself once for the loss and the logged unit rate.
+similarities between the samples' masks. The masks of all layers are laid side by side in one
+zero-padded (layers, batch, widest) tensor, normalised and multiplied in one batched product:
+zeros add nothing to a norm or a dot product, so each layer's matrix is its own, and the loss
+launches the same few operations whatever the number and widths of the masked layers (on a GPU a
+loss computed a layer or a width at a time is bound by kernel launches, not arithmetic). The
+masks of one forward pass come as a ``MaskList``, which stacks itself once for the loss and the
+logged unit rate.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -16,49 +21,60 @@ from bench.modular.autocast import without_autocast
 
 
 class MaskList(list):
-    """The masks of one forward pass, (batch, units) each, that stack themselves by width once.
+    """The masks of one forward pass, (batch, units) each, that stack themselves once.
 
-    A snapshot: ``stacks()`` is computed at its first call and kept, so do not change the list after.
+    A snapshot: ``stacked()`` is computed at its first call and kept, so do not change the list after.
     """
 
-    _stacks: list[torch.Tensor] | None = None
+    _stacked: torch.Tensor | None = None
 
-    def stacks(self) -> list[torch.Tensor]:
-        """``stack_by_width`` of the masks, computed once."""
-        if self._stacks is None:
-            self._stacks = _stacked(self)
-        return self._stacks
-
-
-def _stacked(masks: list[torch.Tensor]) -> list[torch.Tensor]:
-    groups: dict[int, list[torch.Tensor]] = {}
-    for mask in masks:
-        groups.setdefault(mask.shape[1], []).append(mask)
-    return [torch.stack(group).float() for group in groups.values()]
+    def stacked(self) -> torch.Tensor:
+        """``stack_masks`` of the masks, computed once."""
+        if self._stacked is None:
+            self._stacked = _stack(self)
+        return self._stacked
 
 
-def stack_by_width(masks: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The (batch, units) masks grouped by width: one float (layers, batch, units) tensor per width."""
-    return masks.stacks() if isinstance(masks, MaskList) else _stacked(masks)
+@functools.lru_cache(maxsize=16)
+def _layout(widths: tuple[int, ...], batch: int, device: torch.device) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """On ``device``, once per layout (no copy to the device at each step): where the (units, batch)
+    masks go in the (layers, batch, widest) stack, as ``index_put`` indices, and the (layers, 1) widths."""
+    layer = torch.cat([torch.full((w,), i) for i, w in enumerate(widths)])  # (units,) each unit's layer
+    column = torch.cat([torch.arange(w) for w in widths])  # (units,) its place within its layer
+    index = (layer[:, None], torch.arange(batch)[None, :], column[:, None])  # broadcast to (units, batch)
+    return tuple(i.to(device) for i in index), torch.tensor(widths, dtype=torch.float32)[:, None].to(device)
+
+
+def _widths(masks: list[torch.Tensor]) -> tuple[int, ...]:
+    return tuple(m.shape[1] for m in masks)
+
+
+def _stack(masks: list[torch.Tensor]) -> torch.Tensor:
+    widths = _widths(masks)
+    flat = torch.cat(masks, dim=1).float()  # (batch, units of all layers)
+    index, _ = _layout(widths, len(flat), flat.device)
+    return flat.new_zeros(len(widths), len(flat), max(widths)).index_put(index, flat.T)  # (layers, batch, widest)
+
+
+def stack_masks(masks: list[torch.Tensor]) -> torch.Tensor:
+    """The (batch, units) masks as one float (layers, batch, widest) tensor, zero beyond each layer's width."""
+    return masks.stacked() if isinstance(masks, MaskList) else _stack(masks)
 
 
 def mask_similarities(masks: list[torch.Tensor]) -> torch.Tensor:
     """(layers, batch, batch) float32 cosine similarities of the L2-normalised masks, one matrix per layer.
 
-    Layers come out grouped by width (the order of first appearance of each width); the losses
-    average over layers, so the order does not matter. Computed in float32 with autocast off.
+    In the order of ``masks``; computed in float32 with autocast off, in one batched product.
     """
-    stacks = stack_by_width(masks)
-    with without_autocast(stacks[0].device.type):
-        sims = []
-        for stack in stacks:
-            z = F.normalize(stack, p=2, dim=2)
-            sims.append(z @ z.transpose(1, 2))
-        return torch.cat(sims)
+    stack = stack_masks(masks)
+    with without_autocast(stack.device.type):
+        z = F.normalize(stack, p=2, dim=2)  # (layers, batch, widest)
+        return torch.bmm(z, z.transpose(1, 2))
 
 
 def unit_rate(masks: list[torch.Tensor]) -> torch.Tensor:
     """Mean over layers of the fraction of units whose mask is positive (a scalar tensor)."""
     with torch.no_grad():
-        stacks = stack_by_width(masks)
-        return torch.cat([(stack > 0).float().mean(dim=(1, 2)) for stack in stacks]).mean()
+        stack = stack_masks(masks)  # padding is 0, never positive: divide by the real widths
+        _, widths = _layout(_widths(masks), stack.shape[1], stack.device)
+        return ((stack > 0).sum(dim=2) / widths).mean()  # mean over (layers, batch) of open fractions

@@ -51,11 +51,15 @@ class Schedule:
 
 
 def make_optimizer(recipe: Recipe, groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov) or AdamW over parameter ``groups`` (a group may set its own 'lr')."""
+    """SGD (momentum, Nesterov) or AdamW over parameter ``groups`` (a group may set its own 'lr').
+
+    Multi-tensor (``foreach``) on every device, as PyTorch chooses on CUDA: each update is one
+    operation per group rather than one per parameter, with the same numbers as the per-parameter loop.
+    """
     if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=recipe.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=recipe.weight_decay, foreach=True)
     return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov and recipe.momentum > 0,
-                           weight_decay=recipe.weight_decay)
+                           weight_decay=recipe.weight_decay, foreach=True)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule,

@@ -25,6 +25,13 @@ def record_ratio(benchmark, request) -> Callable[..., None]:
     return record
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """pytest-benchmark (5.3 and before) reads ``item._nodeid``, which pytest 9 no longer sets: give it the node id."""
+    for item in items:
+        if not hasattr(item, "_nodeid"):
+            item._nodeid = item.nodeid
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """The recorded ratios, one line each."""
     if not _RATIOS:

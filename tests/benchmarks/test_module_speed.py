@@ -4,7 +4,9 @@ Run with ``pytest tests/benchmarks/test_module_speed.py --benchmark-only`` (add 
 machine). A module keeps a seeded random share of every maskable layer's units, as extracted
 (rounding 1) or with each layer's kept count rounded up to a multiple of 8 by the next most
 frequent units (``bench.modular.rounding``). Its ``latency_ratio`` (throughput batch: 128 on a
-CPU, 256 on a GPU) is recorded with the goal: at most 1.2 x its FLOPs ratio + 0.1.
+CPU, 256 on a GPU) is recorded with the goal: at most 1.2 x its FLOPs ratio + 0.1. A ViT module is
+also timed with its blocks joining the stream the former way (compact out / fc2 rows added with
+``index_add``, ``tests/vit_join.py``): the dense join computes zero rows (more FLOPs) to save the scatter.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import copy
 
 import pytest
 import torch
+from vit_join import with_index_add_join
 
 from bench.models.cnn import simcnn, vgg16
 from bench.models.vit import vit_s
@@ -27,6 +30,7 @@ pytestmark = pytest.mark.benchmark(group="modules")
 CASES = {
     "cpu-simcnn-w.5": (lambda: simcnn(10, width=0.5), "cpu", 128, ("fp32",)),
     "cpu-vgg16-w.25": (lambda: vgg16(10, width=0.25), "cpu", 128, ("fp32",)),
+    "cpu-vit_s": (lambda: vit_s(10), "cpu", 128, ("fp32",)),
     "gpu-vgg16": (lambda: vgg16(10), "cuda", 256, ("fp32", "bf16")),
     "gpu-vit_s": (lambda: vit_s(10), "cuda", 256, ("fp32", "bf16")),
 }
@@ -65,14 +69,30 @@ def _params(device: str) -> list:
 def test_module_latency_against_flops(benchmark, record_ratio, case, precision, share, multiple):
     build, device, batch, _ = CASES[case]
     module, model = module_and_model(build, share, multiple, _device(device))
-    flops = count_flops(module) / count_flops(model)
     ratios = benchmark.pedantic(latency_ratios, args=(module, model, precision, batch), rounds=1, iterations=1)
+    _record_against_flops(record_ratio, module, model, ratios)
+    assert ratios["latency_ratio"] > 0 and ratios["latency_ratio_b1"] > 0
+
+
+def _record_against_flops(record_ratio, module, model, ratios: dict) -> None:
+    flops = count_flops(module) / count_flops(model)
     bound = 1.2 * flops + 0.1
     record_ratio("flops_ratio", flops)
     record_ratio("latency_ratio_b1", ratios["latency_ratio_b1"])
     verdict = "within" if ratios["latency_ratio"] <= bound else "OVER"
     record_ratio("latency_ratio", ratios["latency_ratio"], f"{verdict} 1.2 x FLOPs + 0.1 = {bound:.3f}")
-    assert ratios["latency_ratio"] > 0 and ratios["latency_ratio_b1"] > 0
+
+
+@pytest.mark.parametrize("share", [0.4, 0.9])
+@pytest.mark.parametrize(("case", "precision"), [p for p in _params("cpu") + _params("cuda") if "vit" in p.id])
+def test_vit_module_with_the_former_index_add_join(benchmark, record_ratio, case, precision, share):
+    """The same ViT module as ``test_module_latency_against_flops`` (as extracted), its blocks joined the former way."""
+    build, device, batch, _ = CASES[case]
+    module, model = module_and_model(build, share, 1, _device(device))
+    former = with_index_add_join(module)
+    ratios = benchmark.pedantic(latency_ratios, args=(former, model, precision, batch), rounds=1, iterations=1)
+    _record_against_flops(record_ratio, former, model, ratios)
+    assert ratios["latency_ratio"] > 0
 
 
 def _forward(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
