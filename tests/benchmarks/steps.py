@@ -9,7 +9,7 @@ that of ``n + 1`` batches minus that of ``n``, so the optimizer's construction a
 closing host syncs cancel out.
 
 Used by ``test_op_count.py`` (the benchmark that prints the counts), ``profile_step.py`` (a CUDA
-or CPU profile of one step) and the default suite's ``tests/test_op_count.py``.
+or CPU profile of one step) and the default suite's ``tests/test_step_operations.py``.
 """
 
 from __future__ import annotations
