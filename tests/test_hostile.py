@@ -30,6 +30,8 @@ import bench.cli
 import bench.pipeline.stages.train
 from bench.grid.config import grid_from_options, read_config_file
 from bench.grid.options import merge_options
+from bench.models.cnn import simcnn
+from bench.modular.masking import maskable_units
 from bench.pipeline import store
 from bench.record import RECORD_SCHEMA, read_record
 from bench.report.load import load_records
@@ -552,6 +554,32 @@ def test_a_diverging_finetune_names_finetune_lr(cli, runs):
     (record,) = [read_record(path) for path in runs.rglob("record.json") if "diverging" in path.parts]
     assert "try a smaller finetune_lr with --set finetune_lr=" in record["error"]
     assert "--set lr=" not in record["error"]
+
+
+class WrongMasks(DummyMethod):
+    """The dummy method, whose modules leave out the last unit of the second maskable layer."""
+
+    name = "wrongmasks"
+
+    def modularize(self, ctx, trained):
+        """The dummy's modules, one unit short in one layer."""
+        modules = super().modularize(ctx, trained)
+        modules.sizes[1] -= 1
+        modules.masks = modules.masks[:, 1:]
+        return modules
+
+
+def test_a_plugin_module_set_that_does_not_fit_the_model_is_named(cli, runs):
+    """Issue 22, defect 10: masks of the wrong shape fail the cell with the plugin and the layer named (not a raw
+    torch size mismatch)."""
+    with use_plugin(MethodPlugin(WrongMasks()), "test-wrongmasks"):
+        assert cli(*RUN, "--methods", "wrongmasks", "--out", runs).code == 1
+    (record,) = [read_record(path) for path in runs.rglob("record.json") if "wrongmasks" in path.parts]
+    name, unit = maskable_units(simcnn(4, width=0.125))[1]
+    assert record["error"] == (f"method wrongmasks (plugin test-wrongmasks): its modules do not fit {TINY_MODEL}: "
+                               f"layer '{name}' has {unit.num_units} units in the model, the masks give it "
+                               f"{unit.num_units - 1}")
+    assert record["model_metrics"]["test_acc"] is not None  # what was measured before stays
 
 
 def test_ctrl_c_says_finished_stages_are_kept(cli, monkeypatch, tmp_path):

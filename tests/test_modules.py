@@ -103,3 +103,31 @@ def test_masks_never_leave_a_layer_empty(threshold):
     masks = threshold_masks(stats, threshold)
     for layer in masks.split([4, 4, 4], dim=1):
         assert layer.any(dim=1).all()
+
+
+UNITS = [("a", 2), ("b", 3)]
+
+
+def _modules(layers=("a", "b"), sizes=(2, 3), masks=None, frequencies=None) -> ModuleSet:
+    masks = torch.ones(4, sum(sizes), dtype=torch.bool) if masks is None else masks
+    return ModuleSet("kernel", list(layers), list(sizes), masks, frequencies=frequencies)
+
+
+@pytest.mark.parametrize(("modules", "problem"), [
+    (_modules(masks=torch.ones(4, 5)), "masks must be a bool tensor (classes, units), got torch.float32 (4, 5)"),
+    (_modules(sizes=(2,)), "2 layers but 1 sizes"),
+    (_modules(layers=("a", "c")), "layer 'c' is not the model's maskable units (expected 'b' there)"),
+    (_modules(layers=("b", "a"), sizes=(3, 2)), "layer 'b' is out of order among the model's maskable units"),
+    (_modules(layers=("a",), sizes=(2,)), "no masks for layer 'b'"),
+    (_modules(layers=("a", "b", "c"), sizes=(2, 3, 1)), "layer 'c' is not one of the model's maskable units"),
+    (_modules(sizes=(2, 2)), "layer 'b' has 3 units in the model, the masks give it 2"),
+    (_modules(masks=torch.ones(3, 5, dtype=torch.bool)), "masks are (3, 5), expected (classes, units) = (4, 5)"),
+    (_modules(frequencies=torch.ones(4, 4)), "frequencies are (4, 4), expected (classes, units) = (4, 5)"),
+])
+def test_a_module_set_that_does_not_fit_says_where(modules, problem):
+    """Issue 22, defect 10: what the runner checks a method's modules with, each problem named."""
+    assert problem in modules.misfit(UNITS, 4)
+
+
+def test_a_module_set_that_fits_has_no_misfit():
+    assert _modules(frequencies=torch.rand(4, 5)).misfit(UNITS, 4) is None

@@ -67,11 +67,41 @@ class ModuleSet:
         return cls(state["unit"], list(state["layers"]), list(state["sizes"]), state["masks"].cpu(),
                    dict(state.get("metrics", {})), None if frequencies is None else frequencies.cpu())
 
+    def misfit(self, units: Sequence[tuple[str, int]], num_classes: int) -> str | None:
+        """What keeps these masks from covering ``units`` (a model's maskable units as (name, size), in order)
+        for ``num_classes`` classes, naming the layer; None when they fit."""
+        names = [name for name, _ in units]
+        if not isinstance(self.masks, torch.Tensor) or self.masks.dtype != torch.bool or self.masks.dim() != 2:
+            return f"masks must be a bool tensor (classes, units), got {_described(self.masks)}"
+        if len(self.layers) != len(self.sizes):
+            return f"{len(self.layers)} layers but {len(self.sizes)} sizes"
+        for layer, size, (name, expected) in zip(self.layers, self.sizes, units, strict=False):
+            if layer != name:
+                where = "is not" if layer not in names else "is out of order among"
+                return f"layer {layer!r} {where} the model's maskable units (expected {name!r} there)"
+            if size != expected:
+                return f"layer {layer!r} has {expected} units in the model, the masks give it {size}"
+        if len(self.layers) < len(units):
+            return f"no masks for layer {names[len(self.layers)]!r}"
+        if len(self.layers) > len(units):
+            return f"layer {self.layers[len(units)]!r} is not one of the model's maskable units"
+        expected_shape = (num_classes, sum(self.sizes))
+        for what, tensor in (("masks", self.masks), ("frequencies", self.frequencies)):
+            if tensor is not None and tuple(tensor.shape) != expected_shape:
+                return f"{what} are {tuple(tensor.shape)}, expected (classes, units) = {expected_shape}"
+        return None
+
     @classmethod
     def whole(cls, stats: ActivityStats, num_classes: int, family: str) -> ModuleSet:
         """Every class's module is the whole model (the standard method's modularization)."""
         masks = torch.ones(num_classes, sum(stats.sizes), dtype=torch.bool)
         return cls(unit_kind(family), stats.layers, stats.sizes, masks)
+
+
+def _described(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} {tuple(value.shape)}"
+    return type(value).__name__
 
 
 def unit_kind(family: str) -> str:

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 
 from bench.data import BatchLoader, TensorData
+from bench.errors import PluginError
 from bench.grid.resolve import Resolved
 from bench.modular.activity import collect_activity
+from bench.modular.masking import maskable_units
 from bench.pipeline import layout, metrics, store
 from bench.pipeline.progress import Bars
 from bench.pipeline.stages.base import Stage, key_of
@@ -94,7 +96,7 @@ class ModularizeStage(Stage):
             start = time.perf_counter()
             ctx = self.context(r, trained, threshold)
             stats = ctx.activity()
-            modules = r.method.modularize(ctx, trained.model)
+            modules = self._checked(r, r.method.modularize(ctx, trained.model), trained, ctx.num_classes)
             values = {"threshold": threshold, "unit": modules.unit, "units_total": int(modules.masks.shape[1]),
                       "retention": metrics.retention(modules.masks), "cohesion": metrics.cohesion(stats, modules),
                       "coupling": metrics.coupling(modules), "seconds": time.perf_counter() - start}
@@ -110,6 +112,17 @@ class ModularizeStage(Stage):
 
         path = layout.modules_file(trained.directory, threshold, settings)
         return self.cached(path, key_of(settings=settings, model=trained.sha256), compute, restore)
+
+    def _checked(self, r: Resolved, modules: ModuleSet, trained: Trained, num_classes: int) -> ModuleSet:
+        """``modules`` as a method returned them, checked against the model's maskable units; PluginError naming
+        the method's plugin and the layer otherwise (not a size mismatch deep inside a metric)."""
+        units = [(name, unit.num_units) for name, unit in maskable_units(trained.model.model)]
+        problem = modules.misfit(units, num_classes) if isinstance(modules, ModuleSet) else (
+            f"it returned a {type(modules).__name__}, not a ModuleSet")
+        if problem is not None:
+            plugin = self.ws.plugins.methods.owner.get(r.method.name, "?")
+            raise PluginError(f"method {r.method.name} (plugin {plugin}): its modules do not fit {r.model}: {problem}")
+        return modules
 
     def _activity_of(self, r: Resolved, trained: Trained) -> Callable[[], ActivityStats]:
         """A lazily computed activity pass of the trained model over the training split (once per model)."""
