@@ -1,13 +1,18 @@
 """Model selection in the reuse stage: the composed module stays when no fine-tuning epoch beats it on validation."""
 
+import pytest
 import torch
 
 from bench.pipeline.runner import run_grid
 from bench.report.export import export_module
 from bench.testing import make_tiny_grid
 
-# AdamW at lr 1 wrecks a tiny module's fine-tuning (its ReLU head dies) while the loss stays finite
-WRECKING = ["finetune_optimizer=adamw", "finetune_lr=1.0", "finetune_epochs=2", "epochs=3"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# AdamW at lr 1 wrecks a tiny module's fine-tuning (its ReLU head dies) while the loss stays finite; batches of 16
+# teach the model its classes in 3 epochs, so a composed module scores well above chance on validation and the
+# wrecked fine-tuning (one class for every image) cannot tie it, whatever the thread count rounds
+WRECKING = ["finetune_optimizer=adamw", "finetune_lr=1.0", "finetune_epochs=2", "epochs=3", "batch_size=16"]
 
 
 def test_a_module_fine_tuning_cannot_improve_is_reused_as_composed_and_exports(tmp_path):

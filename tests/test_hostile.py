@@ -547,13 +547,22 @@ class Diverging(DummyMethod):
         return NaNModule(super().compose(ctx, trained, modules, classes))
 
 
-def test_a_diverging_finetune_names_finetune_lr(cli, runs):
-    """Defect 11: divergence in fine-tuning advises --set finetune_lr, not --set lr."""
+def test_a_diverging_finetune_keeps_the_cell_and_the_composed_module(cli, runs):
+    """Issue 22, defect 4: a diverged fine-tuning epoch is one model selection rejects (its history row says
+    diverged); the cell keeps its figures and the composed module, and the warning advises --set finetune_lr."""
     with use_plugin(MethodPlugin(Diverging()), "test-diverging"):
-        assert cli(*RUN, "--methods", "diverging", "--out", runs).code == 1
-    (record,) = [read_record(path) for path in runs.rglob("record.json") if "diverging" in path.parts]
-    assert "try a smaller finetune_lr with --set finetune_lr=" in record["error"]
-    assert "--set lr=" not in record["error"]
+        result = cli(*RUN, "--methods", "diverging", "--out", runs)
+    said = " ".join(result.err.split())
+    assert result.code == 0 and "fine-tuning task 0,1 diverged (the loss is nan at epoch 1 (try a smaller " \
+        "finetune_lr with --set finetune_lr=...)); the module as composed is kept" in said and "--set lr=" not in said
+    (path,) = [path for path in runs.rglob("record.json") if "diverging" in path.parts]
+    record = read_record(path)
+    assert record["error"] is None and record["modularization"]["cohesion"] is not None
+    (task,) = record["tasks"]
+    assert task["finetune_kept"] is False and task["module_acc"] == task["module_acc_before_finetune"]
+    history = store.read_json(path.parent / "0-1.json")["info"]["finetune_history"]
+    assert history == [{"epoch": 1, "diverged": "the loss is nan at epoch 1 (try a smaller finetune_lr with "
+                                                 "--set finetune_lr=...)"}]
 
 
 class WrongMasks(DummyMethod):

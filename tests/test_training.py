@@ -56,13 +56,59 @@ def _loader(data: TensorData, shuffle: bool = False) -> BatchLoader:
     return BatchLoader(data, 16, mean=(0.5, 0.5, 0.5), std=(0.3, 0.3, 0.3), shuffle=shuffle)
 
 
-def test_fit_learns_and_selects_the_best_validation_epoch():
+def _flipped(data: TensorData) -> TensorData:
+    """The same images with the other label: a validation split on which learning the training data loses."""
+    return TensorData(data.x, 1 - data.y)
+
+
+def _fit_with_snapshots(val: TensorData, loss_fn=None, epochs: int = 3) -> tuple[nn.Module, list[dict], list[dict]]:
+    """A linear model fitted with model selection; (model, history, its weights after each epoch)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))
-    history = fit(model, _loader(_data(), shuffle=True), _loader(_data(32)), Recipe(epochs=3, lr=0.01),
-                  Schedule(epochs=3, lr=0.01), select_best=True)
+    snapshots = []
+    history = fit(model, _loader(_data(), shuffle=True), _loader(val), Recipe(epochs=epochs, lr=0.01),
+                  Schedule(epochs=epochs, lr=0.01), *([loss_fn] if loss_fn else []), select_best=True,
+                  on_epoch=lambda row: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}))
+    return model, history, snapshots
+
+
+def _same(state: dict, other: dict) -> bool:
+    return all(torch.equal(state[k], other[k]) for k in state)
+
+
+def test_fit_learns_and_selects_the_best_validation_epoch():
+    _, history, _ = _fit_with_snapshots(_data(32))
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert max(row["val_acc"] for row in history) == 1.0
+
+
+def test_fit_restores_the_weights_of_the_best_validation_epoch():
+    """Validation labels flipped: the model learns, validation accuracy falls, so the best epoch is not the last and
+    the weights after ``fit`` are that epoch's (not the last epoch's)."""
+    model, history, snapshots = _fit_with_snapshots(_flipped(_data(32)))
+    scores = [row["val_acc"] for row in history]
+    best = scores.index(max(scores))  # the first best epoch: a later tie does not replace it
+    assert best < len(history) - 1 and not _same(snapshots[best], snapshots[-1])
+    assert _same(model.state_dict(), snapshots[best])
+
+
+def test_a_diverged_epoch_ends_a_fit_with_selection_and_is_passed_over():
+    """Issue 22, defect 4: under model selection a diverged epoch is a history row saying so, never a candidate."""
+    epochs_seen = []
+
+    def nan_from_epoch_two(model, x, y):
+        loss = nn.functional.cross_entropy(model(x), y)
+        return (loss * float("nan") if len(epochs_seen) >= 1 else loss), {}
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))
+    history = fit(model, _loader(_data()), _loader(_data(32)), Recipe(epochs=3, lr=0.01), Schedule(epochs=3, lr=0.01),
+                  nan_from_epoch_two, select_best=True,
+                  on_epoch=lambda row: epochs_seen.append({k: v.clone() for k, v in model.state_dict().items()}))
+    assert [row["epoch"] for row in history] == [1, 2] and "val_acc" in history[0]
+    assert history[1] == {"epoch": 2, "diverged": "the loss is nan at epoch 2 (try a smaller lr with --set lr=...)"}
+    assert _same(model.state_dict(), epochs_seen[0])  # epoch 1's weights, all finite
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
 
 
 def test_fit_stops_with_a_clear_error_when_the_loss_diverges():

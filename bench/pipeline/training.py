@@ -162,7 +162,9 @@ def fit(
     """Train ``model`` in place; returns one metrics dict per epoch.
 
     With ``select_best`` the weights of the epoch with the best validation accuracy are restored
-    at the end (model selection on the validation split, never the test set). The recipe's
+    at the end (model selection on the validation split, never the test set); an epoch whose loss
+    diverges ends the fit as a row ``{"epoch", "diverged": why}`` that selection passes over (without
+    ``select_best`` it raises ``Diverged``: there is nothing to select). The recipe's
     precision on the model's device decides whether the forward pass runs under bfloat16 autocast
     (on a CPU too, when it says bf16). With ``recipe.compile``
     the loss function (forward pass and loss) runs through ``torch.compile``.
@@ -181,8 +183,11 @@ def fit(
         train.set_epoch(epoch)
         row = {"epoch": epoch + 1, **step.epoch(train, on_batch)}
         if not math.isfinite(row.get("loss", 0.0)):
-            raise Diverged(f"training diverged: the loss is {row['loss']} at epoch {epoch + 1} "
-                           f"({schedule.divergence_advice()})")
+            message = f"the loss is {row['loss']} at epoch {epoch + 1} ({schedule.divergence_advice()})"
+            if not select_best:
+                raise Diverged(f"training diverged: {message}")
+            history.append({"epoch": epoch + 1, "diverged": message})  # no candidate: selection passes it over
+            break
         if val is not None:
             row["val_acc"] = accuracy(model, val)
             if select_best and (best is None or row["val_acc"] > best[0]):

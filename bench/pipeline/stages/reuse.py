@@ -3,8 +3,9 @@ fine-tune it (model selection on the validation split), score it again, and meas
 FLOPs and latency against the standard model.
 
 Model selection takes the composed module as it is among its candidates: when no fine-tuning epoch
-beats it on the validation split (a fine-tuning run that collapsed, say), the module is reused as
-composed, scored on its classes' logits, and its entry says ``finetune_kept: false``.
+beats it on the validation split (a fine-tuning run that collapsed, or diverged: a diverged epoch is
+no candidate, its history row says ``diverged``), the module is reused as composed, scored on its
+classes' logits, and its entry says ``finetune_kept: false``.
 
 Each task is one cached step (its JSON entry and the fine-tuned module's weights), under the lock
 of its reuse folder: concurrent runs share the work, a damaged module file is rebuilt.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from bench.pipeline.training import Schedule
 from bench.protocol.method import StageContext
 from bench.protocol.modules import ModuleSet
 
+log = logging.getLogger("bench")
 SELECTION = "composed-or-best-epoch"  # the reuse key's model-selection rule (a change recomputes the tasks)
 REUSE_FIELDS = ("finetune_epochs", "finetune_optimizer", "finetune_lr", "finetune_weight_decay",
                 "finetune_horizon", "latency_batch")
@@ -117,8 +120,13 @@ class ReuseStage(Stage):
         composed_val = metrics.accuracy(composed, self.ws.loader(r, "val", task), columns=classes)
         module = attach_head(copy.deepcopy(composed), num_classes, len(classes))
         history = self._finetune(r, module, task)
-        best_val = max((row["val_acc"] for row in history), default=-1.0)
+        best_val = max((row["val_acc"] for row in history if "val_acc" in row), default=-1.0)
         kept = best_val >= composed_val
+        for row in history:
+            if "diverged" in row:
+                log.warning("%s %s %s: fine-tuning task %s diverged (%s); the %s is kept", r.method.name, r.model,
+                            r.dataset, ",".join(map(str, classes)), row["diverged"],
+                            "best epoch before it" if kept else "module as composed")
         return (module if kept else composed), history, {"finetune_kept": kept, "val_acc_composed": composed_val}
 
     def _finetune(self, r: Resolved, module: nn.Module, task: Any) -> list[dict[str, float]]:
