@@ -1,7 +1,10 @@
-"""A researcher's own data: the ``folder`` and ``npz`` datasets read real files written here."""
+"""A researcher's own data: the ``folder`` and ``npz`` datasets read real files written here, and keyed by what
+they hold."""
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +12,21 @@ import pytest
 import torch
 from PIL import Image
 
+import bench.pipeline.datakeys
+from bench import DatasetSpec, hookimpl
+from bench.data.builtin import default_data_root, load_synthetic
 from bench.data.files import load_folder, load_npz
 from bench.data.prepare import channel_stats
 from bench.errors import DataNotFound, UsageError
+from bench.grid.resolve import Resolved
+from bench.pipeline.datakeys import DataKeys
+from bench.pipeline.progress import Bars
 from bench.pipeline.runner import run_grid
-from bench.testing import make_tiny_grid
+from bench.pipeline.stages.train import TrainStage
+from bench.pipeline.workspace import Workspace
+from bench.plugins.manager import get_plugins
+from bench.refs import Ref
+from bench.testing import make_tiny_grid, use_plugin
 
 CLASSES = ("cat", "dog", "owl")
 COLOURS = ((200, 30, 30), (30, 200, 30), (30, 30, 200))
@@ -184,3 +197,83 @@ def test_bench_run_on_a_missing_folder_prints_one_line(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert err.startswith("error: folder: ") and "absent is not a directory" in err and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- results follow the data's content
+
+
+def stage_keys(out: Path, dataset: str) -> tuple[Workspace, Resolved]:
+    """A fresh workspace (a new run) over ``out`` and the standard cell of the tiny model on ``dataset``."""
+    grid = make_tiny_grid(out, datasets=dataset)
+    ws = Workspace(grid, get_plugins(), torch.device("cpu"), Bars(quiet=True))
+    return ws, ws.resolver.cell("standard", grid.models[0], ws.resolver.dataset(grid.datasets[0]), 0, grid.overrides)
+
+
+@pytest.fixture
+def checksums(monkeypatch) -> list[int]:
+    """Counts the full checksums computed (one per data set whose fingerprint was not remembered)."""
+    calls = []
+    real = bench.pipeline.datakeys.checksum
+    monkeypatch.setattr(bench.pipeline.datakeys, "checksum", lambda roots: calls.append(1) or real(roots))
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["npz", "folder"])
+def test_a_data_set_on_disk_is_keyed_by_its_content(kind, tmp_path, checksums, caplog):
+    """Issue 22, defect 1: another content under the same path is another key (the model's folder stays: it names
+    the settings); a touched file costs one checksum and keeps the key; the change is said once."""
+    path = write_tree(tmp_path / "pets") if kind == "folder" else write_npz(tmp_path / "pets.npz")
+    dataset, out = f"{kind}:path={path}", tmp_path / "runs"
+    ws, r = stage_keys(out, dataset)
+    first, folder = TrainStage(ws).key(r), TrainStage(ws).directory(r)
+    assert ws.data_key(r) == ws.data_key(r) and len(checksums) == 1  # once per process
+    assert TrainStage(stage_keys(out, dataset)[0]).key(r) == first and len(checksums) == 1  # remembered
+    target = path / "test" / "dog" / "01.png" if kind == "folder" else path
+    os.utime(target, ns=(1, 1))  # touched, not changed
+    assert TrainStage(stage_keys(out, dataset)[0]).key(r) == first and len(checksums) == 2
+    assert "changed" not in caplog.text
+    if kind == "folder":
+        Image.fromarray(class_images(1, 1, seed=99)[0]).save(target)
+    else:
+        write_npz(path, x_test=np.concatenate([class_images(c, 4, seed=c + 20) for c in range(3)]))
+    ws, _ = stage_keys(out, dataset)
+    assert TrainStage(ws).key(r) != first and TrainStage(ws).directory(r) == folder
+    assert f"the data of {r.dataset} changed since this runs folder last used it" in caplog.text
+
+
+def test_cifar_and_svhn_are_keyed_by_their_files_under_the_data_root(tmp_path, checksums):
+    plugins = get_plugins()
+    assert plugins.datasets.get("cifar10").content_key(tmp_path) == [tmp_path / "cifar-10-batches-py"]
+    assert plugins.datasets.get("cifar20").content_key(None) == [default_data_root() / "cifar-100-python"]
+    assert plugins.datasets.get("svhn").content_key(tmp_path) == [tmp_path / "train_32x32.mat",
+                                                                  tmp_path / "test_32x32.mat"]
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    (batches / "data_batch_1").write_bytes(b"one")
+    keys = DataKeys(tmp_path / "runs")
+    first = keys.key(Ref("cifar10"), [batches], load=lambda: pytest.fail("the files are there"))
+    (batches / "data_batch_1").write_bytes(b"two")
+    assert DataKeys(tmp_path / "runs").key(Ref("cifar10"), [batches], load=lambda: None) != first
+
+
+class VersionedData:
+    """A plugin data set whose content key is a version string (a data set served by a database, say)."""
+
+    version = "v1"
+
+    @hookimpl
+    def register_datasets(self, register):
+        """Register 'versioned': the synthetic images, keyed by ``version``."""
+        register(DatasetSpec("versioned", 4, "synthetic, versioned", functools.partial(load_synthetic, classes=4),
+                             content_key=lambda root, **options: self.version))
+
+
+def test_a_plugin_data_set_says_its_content_key(tmp_path):
+    plugin = VersionedData()
+    with use_plugin(plugin, "test-versioned"):
+        ws, r = stage_keys(tmp_path / "runs", "versioned")
+        first = TrainStage(ws).key(r)
+        plugin.version = "v2"
+        assert TrainStage(stage_keys(tmp_path / "runs", "versioned")[0]).key(r) != first
+    ws, r = stage_keys(tmp_path / "runs", "synthetic")  # named by its options: its keys are what they were
+    assert ws.data_key(r) is None and TrainStage(ws).key(r) == TrainStage(ws).settings_key(r)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import authors_models as authors
+import numpy as np
 import pytest
 import torch
 from console import Result, invoker, run_main
@@ -475,6 +476,47 @@ def test_a_task_is_a_set_of_classes(cli, runs):
     assert module.stat().st_ino == untouched and not list(runs.rglob("1-0.*"))
     (row,) = json.loads(cli("report", "--runs", runs, "--format", "json").out)
     assert row["n"] == 1
+
+
+def save_npz(path: Path, classes: int, seed: int) -> Path:
+    """An npz data set of ``classes`` classes (8 training and 4 test images each) drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    np.savez(path, x_train=rng.integers(0, 256, (8 * classes, 32, 32, 3), np.uint8),
+             y_train=np.arange(8 * classes) % classes, x_test=rng.integers(0, 256, (4 * classes, 32, 32, 3), np.uint8),
+             y_test=np.arange(4 * classes) % classes)
+    return path
+
+
+def module_files(runs: Path) -> dict[str, int]:
+    """The inode of every stage file under ``runs`` (a file written again gets another)."""
+    return {str(path.relative_to(runs)): path.stat().st_ino for path in runs.rglob("*.pt")}
+
+
+def test_results_follow_the_data_and_never_mix_two_models(cli, tmp_path):
+    """Issue 22, defects 1 and 2: the same npz path with other images retrains; with more classes and other tasks,
+    the record holds only tasks of the new model (the earlier task is dropped, said in a warning) and the warning
+    says that the data changed (not that model.json 'cannot be used')."""
+    data, runs = save_npz(tmp_path / "mut.npz", 3, seed=0), tmp_path / "runs"
+    grid = ["run", "--methods", "standard", "--models", TINY_MODEL, "--datasets", f"npz:path={data}", "--device", "cpu",
+            "--quiet", "--workers", "1", *SETTINGS, "--out", runs]
+    run = [*grid, "--tasks", "0,1"]
+    assert cli(*run).code == 0
+    first = module_files(runs)
+    os.utime(data, ns=(1, 1))  # touched: the same content
+    assert cli(*run).code == 0 and module_files(runs) == first
+    save_npz(data, 3, seed=1)  # same shape, other images
+    changed = cli(*run)
+    assert changed.code == 0 and "the data of npz:path=" in changed.err and "cannot be used" not in changed.err
+    second = module_files(runs)
+    assert second.keys() == first.keys() and all(second[name] != first[name] for name in first), (first, second)
+    save_npz(data, 5, seed=2)
+    result = cli(*grid, "--tasks", "3,4")
+    said = " ".join(result.err.split())
+    assert result.code == 0 and "cannot be used" not in said, said
+    assert "task 0,1 was computed from other inputs (the data's content, the trained model, the module masks, " \
+           "the standard model changed); it is dropped from the record (--tasks 0,1 computes it again)" in said
+    (record,) = [read_record(path) for path in runs.rglob("record.json")]
+    assert [task["classes"] for task in record["tasks"]] == [[3, 4]]
 
 
 def test_near_thresholds_get_folders_of_their_own(cli, runs):

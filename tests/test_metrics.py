@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import bench.pipeline.latency
 from bench.models.vit import vit_s
 from bench.pipeline import metrics
 from bench.protocol.modules import ActivityStats, ModuleSet
@@ -114,15 +115,39 @@ def _big_and_small() -> tuple[nn.Module, nn.Module]:
     return big, nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
 
 
+ROUNDS = {("small", 8): [3.0, 2.0, 4.0], ("big", 8): [6.0, 5.0, 7.0],  # seconds each round of the fake clock
+          ("small", 1): [2.0, 1.0, 3.0], ("big", 1): [4.0, 4.0, 8.0]}
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_latency_ratios_at_a_throughput_batch_and_one_image(precision):
+def test_latency_ratios_divide_the_fastest_rounds_at_a_throughput_batch_and_one_image(precision, monkeypatch):
+    """A fake clock (no wall-clock figure asserted): each timed pass runs for real, in eval mode, without gradients,
+    on one thread and in the run's precision; the ratio divides each side's fastest round."""
     big, small = _big_and_small()
+    names = {id(big): "big", id(small): "small"}
+    timed = {key: list(seconds) for key, seconds in ROUNDS.items()}
+
+    def fake_seconds(run, device, max_seconds):
+        model, (x,) = run.func, run.args
+        assert not model.training and not torch.is_grad_enabled() and torch.get_num_threads() == 1
+        assert torch.is_autocast_cpu_enabled() == (precision == "bf16")
+        assert run().shape[0] == x.shape[0]  # a real pass of the batch
+        return timed[(names[id(model)], x.shape[0])].pop(0)
+
+    monkeypatch.setattr(bench.pipeline.latency, "call_seconds", fake_seconds)
     big.train()
     small.eval()
-    ratios = metrics.latency_ratios(small, big, precision, throughput_batch=8, max_seconds=0.01)
-    assert set(ratios) == {"latency_ratio", "latency_ratio_b1"}
-    assert 0 < ratios["latency_ratio"] < 1 and 0 < ratios["latency_ratio_b1"] < 1
+    ratios = metrics.latency_ratios(small, big, precision, throughput_batch=8)
+    assert ratios == {"latency_ratio": 2.0 / 5.0, "latency_ratio_b1": 1.0 / 4.0}
+    assert all(not seconds for seconds in timed.values())  # every round timed
     assert big.training and not small.training  # train/eval modes restored
+
+
+def test_latency_ratios_time_real_passes():
+    """The real clock, briefly: a positive, finite ratio (how large is the benchmarks' business)."""
+    big, small = _big_and_small()
+    ratios = metrics.latency_ratios(small, big, "fp32", throughput_batch=4, max_seconds=0.01)
+    assert all(0 < value < math.inf for value in ratios.values())
 
 
 def test_latency_ratios_reject_an_unknown_precision():

@@ -3,6 +3,8 @@ groups MaskedMethod.train hands the training loop, and what AdamW does with them
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -17,8 +19,9 @@ from bench.protocol.recipe import Recipe
 ADAMW = Recipe(epochs=1, optimizer="adamw", lr=1e-3, weight_decay=0.05)
 
 
-def _groups_of_training(method_name: str, model_name: str) -> tuple[nn.Module, list[dict]]:
-    """The model a masked method trains and the parameter groups its ``train`` passes to ``fit``."""
+def _groups_of_training(method_name: str, model_name: str, **hparams: object) -> tuple[nn.Module, list[dict]]:
+    """The model a masked method trains (with ``hparams`` replaced) and the parameter groups its ``train`` passes
+    to ``fit``."""
     plugins = get_plugins()
     method, spec = plugins.methods.get(method_name), plugins.models.get(model_name)
     seen: list[list[dict]] = []
@@ -30,7 +33,7 @@ def _groups_of_training(method_name: str, model_name: str) -> tuple[nn.Module, l
     def new_model() -> nn.Module:
         return spec.build(10, width=0.25, **({"depth": 2} if spec.family == "vit" else {}))
 
-    ctx = TrainContext(spec, {}, None, torch.device("cpu"), ADAMW, method.hparams(spec), 0, fit=fit,
+    ctx = TrainContext(spec, {}, None, torch.device("cpu"), ADAMW, replace(method.hparams(spec), **hparams), 0, fit=fit,
                        task_loss=None, new_model=new_model)
     ctx.model = method.build(ctx)
     method.train(ctx)
@@ -71,11 +74,14 @@ def test_an_adamw_step_without_gradient_leaves_generators_alone_and_shrinks_weig
     assert torch.allclose(after[weight], before[weight] * (1 - ADAMW.lr * ADAMW.weight_decay))
 
 
-def test_generators_train_at_the_mask_lr():
+@pytest.mark.parametrize(("method", "model", "mask_lr"), [("nemo", "vit_s", None), ("nemo", "vit_s", 0.03),
+                                                         ("mwt", "simcnn", 0.2)])
+def test_generators_train_at_the_mask_lr(method, model, mask_lr):
     plugins = get_plugins()
-    hparams = plugins.methods.get("nemo").hparams(plugins.models.get("vit_s"))
-    assert hparams.mask_lr is None  # the model's lr, as the authors' lr_mask = lr_model
-    net, groups = _groups_of_training("nemo", "vit_s")
+    assert plugins.methods.get(method).hparams(plugins.models.get(model)).mask_lr is None  # by default the model's
+    # lr, as the authors' lr_mask = lr_model
+    net, groups = _groups_of_training(method, model, mask_lr=mask_lr)
     generator_ids = {id(p) for _, u in maskable_units(net) for p in u.generator.parameters()}
     (group,) = [g for g in groups if {id(p) for p in g["params"]} == generator_ids]
-    assert group["lr"] == ADAMW.lr
+    assert group["lr"] == (mask_lr or ADAMW.lr)
+    assert all(g.get("lr", ADAMW.lr) == ADAMW.lr for g in groups if g is not group)  # the model's weights: its lr

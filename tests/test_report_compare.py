@@ -94,3 +94,10 @@ def test_a_single_pair_has_no_interval():
     rows = task_rows([make_record("mwt", tasks=[task([0, 1], 0.9)]), make_record("nemo", tasks=[task([0, 1], 0.8)])])
     acc = by_figure(compare_methods(rows, "mwt", "nemo"))["module_acc"]
     assert acc["pairs"] == 1 and np.isnan(acc["ci_low"]) and acc["verdict"] == "one pair: no interval"
+
+
+def test_the_interval_is_the_95_percent_interval_of_the_mean():
+    """A case whose interval is known: 400 differences of -1 and +1 (mean 0, standard deviation 1); the bootstrap
+    mean is about normal with standard error 1/20, so its 95% interval is ±1.96/20 (a 50% one would be ±0.67/20)."""
+    low, high = bootstrap_interval(np.tile([-1.0, 1.0], 200))
+    assert low == pytest.approx(-1.96 / 20, rel=0.05) and high == pytest.approx(1.96 / 20, rel=0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.modular.rounding import task_keep
+from bench.pipeline import store
 from bench.pipeline.runner import run_grid
 from bench.protocol.modules import ModuleSet
 from bench.testing import make_tiny_grid
@@ -28,3 +29,14 @@ def test_a_rounded_module_keeps_multiples_of_eight_and_says_so(tmp_path):
     assert "retention_rounded" not in plain_task
     assert task["retention"] == plain_task["retention"] and task["retention_rounded"] >= task["retention"]
     assert task["params"] >= plain_task["params"]
+    rounded_widths, plain_widths = conv_widths(out, rounded), conv_widths(out, plain)
+    assert any(width % 8 for width in plain_widths)  # else rounding would have nothing to do
+    assert all(width % 8 == 0 for width in rounded_widths)
+    assert all(r >= w for r, w in zip(rounded_widths, plain_widths, strict=True))
+
+
+def conv_widths(out, record) -> list[int]:
+    """The output channels of every convolution of a record's reused module (task 0,1), read from its stored weights."""
+    folder = out / record["run_id"]
+    state = store.load_tensors(folder / "0-1.pt", store.read_json(folder / "0-1.json")["sha256"])
+    return [tensor.shape[0] for name, tensor in state.items() if tensor.dim() == 4]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bench.data.files import load_folder, load_npz
+from bench.data.files import folder_files, load_folder, load_npz, npz_files
 from bench.data.pickles import load_arrays
 from bench.data.prepare import channel_stats, make_bundle, reject_options
 from bench.data.tensors import DataBundle, TensorData, crop_windows, derive_seed, stratified_split
@@ -30,7 +30,8 @@ SYNTHETIC_CHUNK = 1024
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A registered dataset: how to load it and how many classes it has (None: known from the files only)."""
+    """A registered dataset: how to load it, how many classes it has (None: known from the files only) and, for
+    data a user can change on disk, what its content is (``content_key``)."""
 
     name: str
     num_classes: int | None
@@ -39,6 +40,10 @@ class DatasetSpec:
     aliases: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # accepted options and their defaults (None: required)
     train_size: int | None = None  # training images, for planning a grid before the files are here
+    # content_key(root, **options): what the data holds, for the store's keys: the files it is read from (modbench
+    # hashes their sizes and times, and keeps their checksum beside that) or a string that changes with the data.
+    # None: the name and options determine the data (generated, or shipped with a library).
+    content_key: Callable[..., str | Sequence[Path]] | None = None
 
     def canonical_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """``args`` checked against ``options``, with values equal to their default left out.
@@ -233,25 +238,38 @@ def load_svhn(
     return make_bundle("svhn", names, splits[0], splits[1], val_fraction, *SVHN_NORM, "crop")
 
 
+def _under_root(*names: str) -> Callable[..., list[Path]]:
+    """A ``content_key``: the files or folders ``names`` under the data root."""
+
+    def files(root: Path | None = None, **options: Any) -> list[Path]:
+        base = Path(root).expanduser() if root is not None else default_data_root()
+        return [base / name for name in names]
+
+    return files
+
+
 BUILTIN_DATASETS = (
     DatasetSpec("digits", 10, "scikit-learn's 8x8 handwritten digits upscaled to 32x32 (offline)", load_digits),
     DatasetSpec(
         "synthetic", 10, "deterministic learnable class patterns plus noise, for tests (options: "
         "size, classes, test_size, seed)", load_synthetic, options=dict(SYNTHETIC_DEFAULTS),
     ),
-    DatasetSpec("cifar10", 10, "CIFAR-10 via torchvision", load_cifar10, train_size=50_000),
+    DatasetSpec("cifar10", 10, "CIFAR-10 via torchvision", load_cifar10, train_size=50_000,
+                content_key=_under_root("cifar-10-batches-py")),
     DatasetSpec("cifar100", 100, "CIFAR-100 with its 100 fine classes, via torchvision", load_cifar100,
-                train_size=50_000),
+                train_size=50_000, content_key=_under_root("cifar-100-python")),
     DatasetSpec(
         "cifar100_coarse", 20, "CIFAR-100 with its 20 superclasses, via torchvision", load_cifar100_coarse,
-        aliases=("cifar20",), train_size=50_000,
+        aliases=("cifar20",), train_size=50_000, content_key=_under_root("cifar-100-python"),
     ),
     DatasetSpec("svhn", 10, "Street View House Numbers (train / test) via torchvision", load_svhn,
-                train_size=73_257),
+                train_size=73_257, content_key=_under_root("train_32x32.mat", "test_32x32.mat")),
     DatasetSpec("folder", None, "your images: ImageFolder train/ and test/ under path=DIR, resized to 32x32 "
-                "(options: path, augment)", load_folder, options={"path": None, "augment": "none"}),
+                "(options: path, augment)", load_folder, options={"path": None, "augment": "none"},
+                content_key=folder_files),
     DatasetSpec("npz", None, "your arrays: x_train, y_train, x_test, y_test of path=FILE.npz, resized to 32x32 "
-                "(options: path, augment)", load_npz, options={"path": None, "augment": "none"}),
+                "(options: path, augment)", load_npz, options={"path": None, "augment": "none"},
+                content_key=npz_files),
 )
 
 

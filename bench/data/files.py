@@ -75,6 +75,12 @@ def load_folder(
     return _finish("folder", classes, train, test, val_fraction, augment)
 
 
+def folder_files(root: Path | None = None, **options: Any) -> list[Path]:
+    """The ``content_key`` of ``folder``: its train/ and test/ folders."""
+    base = Path(str(options["path"])).expanduser()
+    return [base / "train", base / "test"]
+
+
 def _class_folders(base: Path, split: str) -> list[str]:
     directory = base / split
     if not directory.is_dir():
@@ -110,6 +116,11 @@ def _read_image(path: Path) -> np.ndarray:
             return np.asarray(rgb, dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UsageError(f"folder: cannot read image {path} ({err})") from None
+
+
+def npz_files(root: Path | None = None, **options: Any) -> list[Path]:
+    """The ``content_key`` of ``npz``: its file."""
+    return [Path(str(options["path"])).expanduser()]
 
 
 def load_npz(

@@ -8,6 +8,7 @@ while the grid goes on.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from bench.pipeline.env import configure_kernels, environment
 from bench.pipeline.stages.evaluate import EvaluateStage, Reference
 from bench.pipeline.stages.modularize import ModularizeStage
 from bench.pipeline.stages.record import Figures, RecordStage
-from bench.pipeline.stages.reuse import ReuseStage
+from bench.pipeline.stages.reuse import ReuseStage, mask_digest
 from bench.pipeline.stages.train import TrainStage
 from bench.pipeline.workspace import Workspace
 from bench.record import Record, baseline_check, read_record
@@ -70,7 +71,10 @@ class CellRunner:
                 directory = self.record_dir(r, threshold)
                 figures.tasks = [self.reuse.run(r, trained, modules, ctx, directory, classes, ref)
                                  for classes in cell.grid.tasks]
-                records.append(self.record.write(directory, self.record.build(r, env, threshold, directory, figures)))
+                changed = functools.partial(self.reuse.changed, r, directory, trained.sha256, mask_digest(modules),
+                                            ref.trained.sha256)  # what changed for an earlier record's task
+                record = self.record.build(r, env, threshold, directory, figures)
+                records.append(self.record.write(directory, record, changed))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # one failing cell is recorded and the grid goes on
@@ -98,10 +102,15 @@ class CellRunner:
 
     def finished(self, cell: CellConfig) -> list[Record] | None:
         """The cell's records when every threshold has a valid one covering the grid's tasks, whose module
-        files verify; None otherwise (cluster executors skip finished cells)."""
+        files verify and were computed from the trained model, module masks, standard model and data the store
+        holds now; None otherwise (executors skip finished cells)."""
         if not cell.record:
             return None
         r = self.resolve(cell)
+        model_sha = self.train.current_sha(r)
+        standard_sha = self.train.current_sha(self.ws.resolver.standard_of(r))
+        if model_sha is None or standard_sha is None:
+            return None
         records = []
         for threshold in cell.grid.thresholds:
             directory = self.record_dir(r, threshold)
@@ -113,6 +122,10 @@ class CellRunner:
             if record["error"] is not None or not set(cell.grid.tasks) <= set(tasks):
                 return None
             if not all(_module_file_verifies(directory, tasks[c]) for c in cell.grid.tasks):
+                return None
+            modules = self.modularize.stored(r, self.train.directory(r), model_sha, threshold)
+            if modules is None or any(self.reuse.changed(r, directory, model_sha, mask_digest(modules), standard_sha, c)
+                                      for c in cell.grid.tasks):
                 return None
             records.append(record)
         return records

@@ -4,7 +4,8 @@ One directory per trained model, named by a hash of the settings that determine 
 one folder per module threshold, and in that one folder per reuse configuration (fine-tuning
 and measuring settings), which holds the cell's record::
 
-    runs/<dataset>/<model>/<method>/<train-key>/
+    runs/.data-keys/<hash>.json                   a data set's content key, beside its files' fingerprint
+    runs/<dataset>/<model>/<method>/<settings-key>/
         model.json  model.pt                      train stage (model.json carries model.pt's sha256)
         metrics.json                              the trained model's accuracy, size, FLOPs
         standard-<classes>.json                   a standard model's accuracy on a task
@@ -13,8 +14,9 @@ and measuring settings), which holds the cell's record::
         t<threshold>/r<key>/record.json           the cell's record
 
 Folder names hash *settings* only, so a record's place is known before anything is computed;
-each stage's JSON key also hashes the *contents* it was computed from (checksums), so a stage
-whose inputs changed is recomputed.
+each stage's JSON key also hashes the *contents* it was computed from (checksums, and the data
+set's content key), and names them (``inputs``), so a stage whose inputs changed is recomputed
+with a reason saying which.
 """
 
 from __future__ import annotations

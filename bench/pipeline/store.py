@@ -145,7 +145,8 @@ class Stored:
 
 
 def cached(path: Path, key: str, compute: Callable[[], Stored], restore: Callable[[Stored], T], *,
-           map_location: str | torch.device = "cpu", read_only: bool = False, rebuild: str = "bench run") -> T:
+           map_location: str | torch.device = "cpu", read_only: bool = False, rebuild: str = "bench run",
+           inputs: dict[str, Any] | None = None) -> T:
     """A stage's result: ``restore(stored)`` of what ``path`` holds when its key and checksum verify,
     else of what ``compute()`` returns, after it has been written atomically.
 
@@ -154,9 +155,11 @@ def cached(path: Path, key: str, compute: Callable[[], Stored], restore: Callabl
     ``CorruptArtifact``, ``RuntimeError`` or ``KeyError`` when the files do not fit, which
     recomputes. With ``read_only`` nothing is computed or written: a missing or damaged stage
     raises ``StageMissing`` naming the file and the command (``rebuild``) that recomputes it.
+    ``inputs`` (what ``key`` hashes) are stored beside the key, so that a stage computed from other
+    inputs is recomputed with a reason naming the ones that changed.
     """
     if read_only:
-        stored = _read_stored(path, key, map_location)
+        stored = _read_stored(path, key, map_location, inputs)
         if isinstance(stored, Unusable):
             raise StageMissing(f"{stored.reason}; `{rebuild}` recomputes it")
         try:
@@ -164,7 +167,7 @@ def cached(path: Path, key: str, compute: Callable[[], Stored], restore: Callabl
         except (CorruptArtifact, RuntimeError, KeyError) as exc:
             raise StageMissing(f"{path} cannot be used ({exc}); `{rebuild}` recomputes it") from None
     with locked(path.parent):
-        stored = _read_stored(path, key, map_location)
+        stored = _read_stored(path, key, map_location, inputs)
         if isinstance(stored, Unusable):
             log.log(stored.level, "%s; computing it again", stored.reason)
         else:
@@ -173,19 +176,21 @@ def cached(path: Path, key: str, compute: Callable[[], Stored], restore: Callabl
             except (CorruptArtifact, RuntimeError, KeyError) as exc:
                 log.warning("%s cannot be used (%s); computing it again", path, exc)
         stored = compute()
-        _write_stored(path, key, stored)
+        _write_stored(path, key, stored, inputs)
         return restore(stored)
 
 
-def put(path: Path, key: str, stored: Stored) -> None:
+def put(path: Path, key: str, stored: Stored, inputs: dict[str, Any] | None = None) -> None:
     """Store a stage's result at ``path`` under ``key``, replacing what is there (``bench import``)."""
     with locked(path.parent):
-        _write_stored(path, key, stored)
+        _write_stored(path, key, stored, inputs)
 
 
-def _write_stored(path: Path, key: str, stored: Stored) -> None:
+def _write_stored(path: Path, key: str, stored: Stored, inputs: dict[str, Any] | None = None) -> None:
     """The tensor file first, then the JSON that names its checksum: a kill in between leaves a stale JSON."""
     entry: dict[str, Any] = {"key": key, "sha256": None, "info": stored.info}
+    if inputs is not None:
+        entry["inputs"] = inputs
     if stored.tensors is not None:
         stored.sha256 = entry["sha256"] = save_tensors(path.with_suffix(".pt"), stored.tensors)
     write_json(path, entry)
@@ -208,8 +213,10 @@ def check_entry(path: Path) -> str | None:
     return stored.reason if isinstance(stored, Unusable) else None
 
 
-def _read_stored(path: Path, key: str | None, map_location: str | torch.device | None) -> Stored | Unusable:
-    """The stage stored at ``path`` when its key matches (any key: None) and its tensor file verifies, else why not.
+def _read_stored(path: Path, key: str | None, map_location: str | torch.device | None,
+                 inputs: dict[str, Any] | None = None) -> Stored | Unusable:
+    """The stage stored at ``path`` when its key matches (any key: None) and its tensor file verifies, else why not
+    (for another key: the ``inputs`` that changed, when the entry names its own).
 
     With ``map_location`` None the tensor file is only checked against its checksum (``tensors`` stays None).
     """
@@ -222,7 +229,7 @@ def _read_stored(path: Path, key: str | None, map_location: str | torch.device |
     if not isinstance(entry, dict) or not isinstance(entry.get("info"), dict):
         return Unusable(f"{path} is not a stage's entry")
     if key is not None and entry.get("key") != key:
-        return Unusable(f"{path} was computed with other settings", logging.INFO)
+        return Unusable(f"{path} was computed {changed_inputs(entry.get('inputs'), inputs)}", logging.INFO)
     if entry.get("sha256") is None:
         return Stored(entry["info"])
     try:
@@ -233,6 +240,28 @@ def _read_stored(path: Path, key: str | None, map_location: str | torch.device |
     except CorruptArtifact as exc:
         return Unusable(str(exc))
     return Stored(entry["info"], tensors, entry["sha256"])
+
+
+INPUTS = {"data": "the data's content", "model": "the trained model", "modules": "the module masks",
+          "standard": "the standard model", "schema": "modbench's stage schema"}
+
+
+def changed_inputs(old: Any, new: dict[str, Any] | None) -> str:
+    """'from other inputs (the data's content, the trained model changed)': how a stored stage's inputs differ from
+    ``new``; 'with other settings' when the stored entry does not name its inputs."""
+    if not isinstance(old, dict) or new is None:
+        return "with other settings"
+    changed = [INPUTS.get(name, name) for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+    return f"from other inputs ({', '.join(changed)} changed)" if changed else "from other inputs"
+
+
+def stored_key(path: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """The key and the inputs of the stage entry at ``path`` (None, None when there is none, or it is unreadable)."""
+    entry = read_json(path)
+    if not isinstance(entry, dict):
+        return None, None
+    inputs = entry.get("inputs")
+    return entry.get("key"), inputs if isinstance(inputs, dict) else None
 
 
 def classes_label(classes: tuple[int, ...] | list[int]) -> str:

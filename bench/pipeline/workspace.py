@@ -17,6 +17,7 @@ from torch import nn
 from bench.data import BatchLoader, DataBundle
 from bench.grid.config import GridConfig
 from bench.grid.resolve import Resolved, Resolver
+from bench.pipeline.datakeys import DataKeys
 from bench.pipeline.progress import Bars
 from bench.pipeline.training import Schedule, cross_entropy_loss, fit
 from bench.plugins.manager import Plugins
@@ -42,6 +43,7 @@ class Workspace:
         self.bars = bars
         self.read_only = read_only
         self._data: dict[tuple[Ref, float], DataBundle] = {}
+        self.data_keys = DataKeys(grid.out, read_only)
         self.locate: Callable[[Resolved], Path] | None = None  # a cell's trained-model folder (set by the runner)
 
     @property
@@ -60,6 +62,16 @@ class Workspace:
             spec = self.plugins.datasets.get(ref.name)
             self._data[key] = spec.load(self.grid.data_root, self.grid.download, val_fraction, **ref.kwargs)
         return self._data[key]
+
+    def data_key(self, r: Resolved) -> str | None:
+        """The content key of ``r``'s data set (once per process); None for a data set whose name and options
+        determine it (no ``content_key``)."""
+        spec = self.plugins.datasets.get(r.dataset.name)
+        content_key = getattr(spec, "content_key", None)
+        if content_key is None:
+            return None
+        return self.data_keys.key(r.dataset, content_key(self.grid.data_root, **r.dataset.kwargs),
+                                  lambda: self.data_of(r))
 
     def data_of(self, r: Resolved) -> DataBundle:
         """The data set of cell ``r``."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.grid.resolve import Resolved
 from bench.pipeline import metrics
-from bench.pipeline.stages.base import Stage, key_of
+from bench.pipeline.stages.base import Stage
 from bench.pipeline.stages.train import Trained, TrainStage
 from bench.pipeline.store import Stored, classes_label
 
@@ -44,8 +44,8 @@ class EvaluateStage(Stage):
             return Stored({"test_acc": metrics.accuracy(model, self.ws.loader(r, "test")),
                            "params": metrics.count_params(model), "flops": metrics.count_flops(model)})
 
-        values = self.cached(trained.directory / "metrics.json", key_of(model=trained.sha256), compute,
-                             lambda stored: dict(stored.info))
+        parts = {"model": trained.sha256, **self.data_part(r)}
+        values = self.cached(trained.directory / "metrics.json", parts, compute, lambda stored: dict(stored.info))
         return {**values, "train_seconds": trained.seconds}
 
     def reference(self, r: Resolved) -> Reference:
@@ -69,5 +69,6 @@ class EvaluateStage(Stage):
             return Stored({"acc": metrics.accuracy(model, self.ws.loader(r, "test", task), columns=classes)})
 
         path = ref.trained.directory / f"standard-{classes_label(classes)}.json"
-        return self.cached(path, key_of(model=ref.trained.sha256, classes=list(classes)), compute,
+        parts = {"model": ref.trained.sha256, "classes": list(classes), **self.data_part(r)}
+        return self.cached(path, parts, compute,
                            lambda stored: stored.info["acc"])

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from bench.data import BatchLoader, TensorData
-from bench.errors import PluginError
+from bench.errors import PluginError, StageMissing
 from bench.grid.resolve import Resolved
 from bench.modular.activity import collect_activity
 from bench.modular.masking import maskable_units
@@ -26,6 +26,10 @@ from bench.pipeline.stages.train import Trained, stage_values
 from bench.pipeline.store import Stored
 from bench.protocol.method import StageContext
 from bench.protocol.modules import ActivityStats, ModuleSet
+
+
+def _nothing() -> Stored:
+    raise AssertionError("a read-only look-up computes nothing")
 
 
 class FileCheckpoint:
@@ -111,7 +115,22 @@ class ModularizeStage(Stage):
             return ModuleSet.from_state(stored.tensors), dict(stored.info)
 
         path = layout.modules_file(trained.directory, threshold, settings)
-        return self.cached(path, key_of(settings=settings, model=trained.sha256), compute, restore)
+        return self.cached(path, self.parts(r, settings, trained.sha256), compute, restore)
+
+    def parts(self, r: Resolved, settings: str, model_sha: str) -> dict[str, Any]:
+        """What determines the modules: their settings, the trained model and the data's content."""
+        return {"settings": settings, "model": model_sha, **self.data_part(r)}
+
+    def stored(self, r: Resolved, train_dir: Path, model_sha: str, threshold: float) -> ModuleSet | None:
+        """The module masks the store holds for ``r`` at ``threshold``, when computed from the trained model
+        ``model_sha`` and the current data (None otherwise); nothing is computed."""
+        settings = self.settings(r, threshold)
+        parts = self.parts(r, settings, model_sha)
+        try:
+            return store.cached(layout.modules_file(train_dir, threshold, settings), key_of(**parts), _nothing,
+                                lambda stored: ModuleSet.from_state(stored.tensors), read_only=True)
+        except StageMissing:
+            return None
 
     def _checked(self, r: Resolved, modules: ModuleSet, trained: Trained, num_classes: int) -> ModuleSet:
         """``modules`` as a method returned them, checked against the model's maskable units; PluginError naming

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,16 @@ class Figures:
     tasks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     baseline: Baseline | None = None
+
+
+def _stale(path: Path, task: dict[str, Any], changed: Callable[[tuple[int, ...]], str | None] | None) -> bool:
+    """Whether an earlier record's task was computed from other inputs than the record being written (warned)."""
+    reason = changed(tuple(task["classes"])) if changed is not None else None
+    if reason is not None:
+        label = ",".join(map(str, task["classes"]))
+        log.warning("%s: task %s was computed %s; it is dropped from the record (--tasks %s computes it again)",
+                    path, label, reason, label)
+    return reason is not None
 
 
 class RecordStage(Stage):
@@ -57,14 +68,18 @@ class RecordStage(Stage):
         record["config_key"] = config_key(record)
         return record  # type: ignore[return-value]
 
-    def write(self, directory: Path, record: Record) -> Record:
-        """Write ``record``, keeping the tasks of an earlier valid record of the same folder."""
+    def write(self, directory: Path, record: Record,
+              changed: Callable[[tuple[int, ...]], str | None] | None = None) -> Record:
+        """Write ``record``, keeping the tasks of an earlier valid record of the same folder that were computed
+        from the same inputs: ``changed(classes)`` says what changed for a task computed from others (another
+        trained model after its data changed, say), and such a task is dropped with a warning."""
         path = directory / "record.json"
         with store.locked(directory):
             previous = self._previous(path)
             if previous is not None:
                 done = {frozenset(t["classes"]) for t in record["tasks"]}  # a task is a set of classes
-                record["tasks"] += [t for t in previous["tasks"] if frozenset(t["classes"]) not in done]
+                record["tasks"] += [t for t in previous["tasks"] if frozenset(t["classes"]) not in done
+                                    and not _stale(path, t, changed)]
             store.atomic_write(path, to_json(record).encode())
         return record
 

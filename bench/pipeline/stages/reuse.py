@@ -28,8 +28,8 @@ from bench.modular.ensemble import ClassModules
 from bench.modular.extract import extract
 from bench.modular.head import attach_head
 from bench.modular.rounding import task_keep
-from bench.pipeline import layout, metrics
-from bench.pipeline.stages.base import Stage, key_of
+from bench.pipeline import layout, metrics, store
+from bench.pipeline.stages.base import Stage, key_of, stage_inputs
 from bench.pipeline.stages.evaluate import EvaluateStage, Reference
 from bench.pipeline.stages.train import Trained, stage_values
 from bench.pipeline.store import Stored
@@ -73,10 +73,26 @@ class ReuseStage(Stage):
     def stored(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, directory: Path,
                classes: tuple[int, ...], ref: Reference) -> Stored:
         """What the store holds for the task: its entry (``info``) and the module's weights (``tensors``)."""
-        key = key_of(folder=directory.name, model=trained.sha256, modules=mask_digest(modules),
-                     standard=ref.trained.sha256, classes=list(classes), selection=SELECTION)
-        return self.cached(layout.task_file(directory, classes), key,
+        parts = self.parts(r, directory, trained.sha256, mask_digest(modules), ref.trained.sha256, classes)
+        return self.cached(layout.task_file(directory, classes), parts,
                            lambda: self._compute(r, trained, modules, ctx, classes, ref), lambda stored: stored)
+
+    def parts(self, r: Resolved, directory: Path, model_sha: str, masks: str, standard_sha: str,
+              classes: tuple[int, ...]) -> dict[str, Any]:
+        """What determines a task's reused module: the reuse folder's settings, the trained model, its module
+        masks (``mask_digest``), the standard model, the classes, the selection rule and the data's content."""
+        return {"folder": directory.name, "model": model_sha, "modules": masks, "standard": standard_sha,
+                "classes": list(classes), "selection": SELECTION, **self.data_part(r)}
+
+    def changed(self, r: Resolved, directory: Path, model_sha: str, masks: str, standard_sha: str,
+                classes: tuple[int, ...]) -> str | None:
+        """None when the task's stored entry was computed from these inputs (or is not there); else what changed
+        ('from other inputs (the trained model changed)')."""
+        stored, inputs = store.stored_key(layout.task_file(directory, classes))
+        parts = self.parts(r, directory, model_sha, masks, standard_sha, classes)
+        if stored is None or stored == key_of(**parts):
+            return None
+        return store.changed_inputs(inputs, stage_inputs(**parts))
 
     def module(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
                classes: tuple[int, ...], headed: bool = True) -> nn.Module:

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import UsageError
+from bench.errors import DataNotFound, UsageError
 from bench.grid.resolve import Resolved
 from bench.pipeline import store
-from bench.pipeline.stages.base import Stage, key_of
+from bench.pipeline.stages.base import Stage, key_of, stage_inputs
 from bench.pipeline.store import Stored
 from bench.pipeline.training import Schedule, cross_entropy_loss, distillation_loss
 from bench.protocol.method import TrainContext, TrainedModel
@@ -64,17 +64,30 @@ class Trained:
 class TrainStage(Stage):
     """Loads a cell's trained model when its files verify; trains it (dependencies first) otherwise."""
 
-    def key(self, r: Resolved) -> str:
-        """Hash of everything that determines the trained weights."""
+    def settings_parts(self, r: Resolved) -> dict[str, Any]:
+        """The settings that determine the trained weights (the data's content aside)."""
         teacher, start = self.ws.resolver.teacher_of(r), self.ws.resolver.start_of(r)
         recipe = {k: v for k, v in dataclasses.asdict(r.recipe).items() if k not in NOT_TRAINING}
-        return key_of(method=r.method.name, hparams=stage_values(r.hparams, "train"), model=str(r.model),
-                      dataset=str(r.dataset), seed=r.seed, recipe=recipe, precision=self.ws.precision(r),
-                      teacher=self.key(teacher) if teacher else None, start=self.key(start) if start else None)
+        return dict(method=r.method.name, hparams=stage_values(r.hparams, "train"), model=str(r.model),
+                    dataset=str(r.dataset), seed=r.seed, recipe=recipe, precision=self.ws.precision(r),
+                    teacher=self.settings_key(teacher) if teacher else None,
+                    start=self.settings_key(start) if start else None)
+
+    def settings_key(self, r: Resolved) -> str:
+        """Hash of the settings that determine the trained weights: the model's folder name."""
+        return key_of(**self.settings_parts(r))
+
+    def parts(self, r: Resolved) -> dict[str, Any]:
+        """Everything that determines the trained weights: the settings and the data's content."""
+        return {**self.settings_parts(r), **self.data_part(r)}
+
+    def key(self, r: Resolved) -> str:
+        """Hash of everything that determines the trained weights (``settings_key`` for data named by its options)."""
+        return key_of(**self.parts(r))
 
     def directory(self, r: Resolved) -> Path:
-        """``runs/<dataset>/<model>/<method>/<train-key>``."""
-        return self.ws.out / r.dataset.slug / r.model.slug / r.method.name / self.key(r)
+        """``runs/<dataset>/<model>/<method>/<settings-key>``: known before any data is read."""
+        return self.ws.out / r.dataset.slug / r.model.slug / r.method.name / self.settings_key(r)
 
     def run(self, r: Resolved) -> Trained:
         """The trained model of ``r``."""
@@ -86,12 +99,21 @@ class TrainStage(Stage):
             history = stored.info["history"]
             return Trained(TrainedModel(model, history), stored.info["seconds"], directory, stored.sha256)
 
-        return self.cached(directory / "model.json", self.key(r), lambda: self._train(r), restore)
+        return self.cached(directory / "model.json", self.parts(r), lambda: self._train(r), restore)
 
     def stored(self, r: Resolved) -> bool:
         """Whether ``r``'s trained model is in the store under its current key (its checksum is not read)."""
+        return self.current_sha(r) is not None
+
+    def current_sha(self, r: Resolved) -> str | None:
+        """The checksum of ``r``'s trained model when the store holds it under its current key (the file is not
+        read); None otherwise, or when the data's files are not there."""
         entry = store.read_json(self.directory(r) / "model.json")
-        return isinstance(entry, dict) and entry.get("key") == self.key(r)
+        try:
+            current = isinstance(entry, dict) and entry.get("key") == self.key(r)
+        except DataNotFound:
+            return None
+        return entry.get("sha256") if current else None
 
     def store(self, r: Resolved, state: dict[str, torch.Tensor], imported: dict[str, Any]) -> Path:
         """Store weights trained elsewhere as the train stage of ``r`` (``bench import``); returns the folder.
@@ -109,7 +131,7 @@ class TrainStage(Stage):
         directory = self.directory(r)
         stored = Stored({"seconds": 0.0, "history": [], "imported": imported},
                         {k: v.detach().cpu() for k, v in model.state_dict().items()})
-        store.put(directory / "model.json", self.key(r), stored)
+        store.put(directory / "model.json", self.key(r), stored, stage_inputs(**self.parts(r)))
         return directory
 
     def _train(self, r: Resolved) -> Stored:
