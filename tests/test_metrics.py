@@ -130,7 +130,7 @@ def test_latency_ratios_divide_the_fastest_rounds_at_a_throughput_batch_and_one_
     def fake_seconds(run, device, max_seconds):
         model, (x,) = run.func, run.args
         assert not model.training and not torch.is_grad_enabled() and torch.get_num_threads() == 1
-        assert torch.is_autocast_cpu_enabled() == (precision == "bf16")
+        assert torch.is_autocast_enabled("cpu") == (precision == "bf16")
         assert run().shape[0] == x.shape[0]  # a real pass of the batch
         return timed[(names[id(model)], x.shape[0])].pop(0)
 
