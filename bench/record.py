@@ -82,6 +82,9 @@ class TaskMetrics(TypedDict):
     flops_merged: NotRequired[int]
     weight_retention_merged: NotRequired[float]
     flops_ratio_merged: NotRequired[float]
+    sparsity: NotRequired[Literal["unstructured"]]  # weight-level masks (SeaM): the model's shape, weights zeroed
+    flops_dense: NotRequired[int]  # an unstructured module's FLOPs with every weight multiplied (its dense cost)
+    flops_ratio_dense: NotRequired[float]
 
 
 class Baseline(TypedDict):

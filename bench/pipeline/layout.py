@@ -10,6 +10,7 @@ and measuring settings), which holds the cell's record::
         metrics.json                              the trained model's accuracy, size, FLOPs
         standard-<classes>.json                   a standard model's accuracy on a task
         t<threshold>/modules-<key>.json  .pt      modularize stage (+ -search.pt: a search's checkpoint)
+        t<threshold>/compose-<key>-search.pt      a search inside compose (SeaM, per task): its checkpoint
         t<threshold>/r<key>/<classes>.json  .pt   reuse stage, one per task (module weights in .pt)
         t<threshold>/r<key>/record.json           the cell's record
 
@@ -39,6 +40,11 @@ def modules_file(train_dir: Path, threshold: float, settings: str) -> Path:
 def search_file(train_dir: Path, threshold: float, settings: str) -> Path:
     """A long modularize stage's checkpoint (a search's last completed generation)."""
     return threshold_dir(train_dir, threshold) / f"modules-{settings}-search.pt"
+
+
+def compose_search_file(train_dir: Path, threshold: float, key: str) -> Path:
+    """The checkpoint of a search a method runs while composing one task's module (SeaM)."""
+    return threshold_dir(train_dir, threshold) / f"compose-{key}-search.pt"
 
 
 def reuse_dir(train_dir: Path, threshold: float, settings: str) -> Path:

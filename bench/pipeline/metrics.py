@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from bench.modular.weight_masks import is_sparse, kept_parameters, layer_parameters, sparse_flops
 from bench.pipeline.latency import latency_ratios as latency_ratios
 from bench.protocol.modules import ActivityStats, ModuleSet
 
@@ -83,14 +84,16 @@ def retention(mask: torch.Tensor) -> float:
 
 
 def count_params(model: nn.Module) -> int:
-    """Number of parameters."""
-    return sum(p.numel() for p in model.parameters())
+    """Number of parameters; a weight under an unstructured mask (``bench.modular.weight_masks``) counts its
+    kept entries only."""
+    return kept_parameters(model)
 
 
 def count_linear_params(model: nn.Module) -> int:
     """Parameters (weights and biases) of the ``nn.Linear`` layers alone: how the NeMo authors count a
-    ViT's weights (``calculate_param``, modules_arch/vit_module_HF.py), for a like-for-like weight retention."""
-    return sum(p.numel() for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters(recurse=False))
+    ViT's weights (``calculate_param``, modules_arch/vit_module_HF.py), for a like-for-like weight retention.
+    A masked weight counts its kept entries only."""
+    return sum(layer_parameters(m) for m in model.modules() if isinstance(m, nn.Linear))
 
 
 def _baddbmm_flops(inputs: list, outputs: list) -> int:
@@ -110,8 +113,9 @@ def _sdpa_flops(inputs: list, outputs: list) -> int:
     return batch * length * keys * (depth + value_depth)  # q·kᵀ and attn·v multiply-adds
 
 
-def flops_by_operator(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> dict[str, int]:
-    """Multiply-adds of one forward pass per operator (fvcore, attention included).
+def flop_analysis(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> tuple[dict[str, int],
+                                                                                             dict[str, int]]:
+    """Multiply-adds of one forward pass (fvcore, attention included), per operator and per module name.
 
     The input takes the model's dtype and autocast is off while counting: the count does not
     depend on the precision the model runs in. Raises RuntimeError when fvcore meets a compute op
@@ -130,13 +134,35 @@ def flops_by_operator(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32
         analysis.set_op_handle("aten::baddbmm", _baddbmm_flops)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         counts = {op: int(n) for op, n in analysis.by_operator().items()}
+        modules = {name: int(n) for name, n in analysis.by_module().items()}
         missed = [op for op in analysis.unsupported_ops() if any(m in op for m in COMPUTE_OP_MARKERS)]
     model.train(was_training)
     if missed:
         raise RuntimeError(f"FLOP count incomplete: fvcore cannot count {', '.join(sorted(missed))}")
-    return counts
+    return counts, modules
+
+
+def flops_by_operator(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> dict[str, int]:
+    """Multiply-adds of one forward pass per operator (dense; see ``flop_analysis``)."""
+    return flop_analysis(model, input_shape)[0]
+
+
+def flop_counts(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> tuple[int, int]:
+    """(multiply-adds, dense multiply-adds) of one forward pass: equal, except for a module with unstructured
+    weight masks, whose first count leaves out the multiply-adds of its dropped weights."""
+    operators, modules = flop_analysis(model, input_shape)
+    dense = sum(operators.values())
+    return (sparse_flops(dense, modules, model) if is_sparse(model) else dense), dense
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> int:
-    """Multiply-adds of one forward pass (fvcore, attention included; see ``flops_by_operator``)."""
-    return sum(flops_by_operator(model, input_shape).values())
+    """Multiply-adds of one forward pass (fvcore, attention included; a dropped weight multiplies nothing)."""
+    return flop_counts(model, input_shape)[0]
+
+
+def sparsity_figures(model: nn.Module, counts: tuple[int, int], reference_flops: int) -> dict[str, object]:
+    """For a module with unstructured weight masks: its label and dense FLOPs beside the sparse ones (empty
+    otherwise). Such a module has its model's shape, so dense hardware runs it at the dense cost."""
+    if not is_sparse(model):
+        return {}
+    return {"sparsity": "unstructured", "flops_dense": counts[1], "flops_ratio_dense": counts[1] / reference_flops}

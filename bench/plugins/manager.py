@@ -34,6 +34,8 @@ DEFAULT_PLUGINS = (
     "methods.mwt",
     "methods.nemo",
     "methods.cnnsplitter",
+    "methods.gradsplitter",
+    "methods.seam",
     "bench.loggers.tensorboard",
 )
 ENTRY_POINT_GROUP = "modbench"

@@ -33,7 +33,8 @@ class ModuleSet:
     'neuron'); ``metrics`` holds method-specific numbers the runner records with the
     modularization metrics (e.g. a search's candidates evaluated per second); ``frequencies``,
     when a method keeps them, is how often each unit was active for each class (what rounding
-    a module's layers up to a channel multiple picks the next units by).
+    a module's layers up to a channel multiple picks the next units by); ``tensors`` holds what else
+    a method's ``compose`` needs from its modularization (GradSplitter's per-class heads).
     """
 
     unit: str
@@ -42,6 +43,7 @@ class ModuleSet:
     masks: torch.Tensor  # (classes, units) bool
     metrics: dict[str, float] = field(default_factory=dict)
     frequencies: torch.Tensor | None = None  # (classes, units) float
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def split(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
         """A (units,) vector cut into one tensor per layer name."""
@@ -58,14 +60,15 @@ class ModuleSet:
     def to_state(self) -> dict:
         """A dict of tensors and plain values (safe for ``torch.load(weights_only=True)``)."""
         return {"unit": self.unit, "layers": self.layers, "sizes": self.sizes, "masks": self.masks,
-                "metrics": dict(self.metrics), "frequencies": self.frequencies}
+                "metrics": dict(self.metrics), "frequencies": self.frequencies, "tensors": dict(self.tensors)}
 
     @classmethod
     def from_state(cls, state: dict) -> ModuleSet:
         """Inverse of ``to_state``; masks and frequencies on the CPU, wherever the state was loaded."""
         frequencies = state.get("frequencies")
+        tensors = {name: t.cpu() for name, t in state.get("tensors", {}).items()}
         return cls(state["unit"], list(state["layers"]), list(state["sizes"]), state["masks"].cpu(),
-                   dict(state.get("metrics", {})), None if frequencies is None else frequencies.cpu())
+                   dict(state.get("metrics", {})), None if frequencies is None else frequencies.cpu(), tensors)
 
     def misfit(self, units: Sequence[tuple[str, int]], num_classes: int) -> str | None:
         """What keeps these masks from covering ``units`` (a model's maskable units as (name, size), in order)

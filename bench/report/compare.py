@@ -90,6 +90,7 @@ def compare_methods(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     block = ["dataset", "model", "preset", "threshold", "config_a", "config_b"]
     out = []
     for values, group in pairs.groupby(block, sort=False):
+        sparsity = {f"sparsity_{side}": _first_label(group, f"sparsity_{side}") for side in "ab"}
         for figure in (*RECORD_FIGURES[:1], *TASK_FIGURES, *RECORD_FIGURES[1:]):
             diffs = _difference(group, figure) if f"{figure}_a" in group else np.array([])
             if len(diffs) == 0:
@@ -97,8 +98,14 @@ def compare_methods(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
             low, high = bootstrap_interval(diffs) if len(diffs) > 1 else (np.nan, np.nan)
             out.append({**dict(zip(block, values, strict=True)), "figure": figure, "pairs": len(diffs),
                         "mean_diff": float(diffs.mean()), "ci_low": low, "ci_high": high,
-                        "verdict": verdict(low, high, len(diffs), a, b)})
+                        "verdict": verdict(low, high, len(diffs), a, b), **sparsity})
     return pd.DataFrame(out)
+
+
+def _first_label(group: pd.DataFrame, column: str) -> str | None:
+    """The first label in ``column`` of ``group`` (None when it has none, or no such column)."""
+    present = group[column].dropna() if column in group else []
+    return present.iloc[0] if len(present) else None
 
 
 def _shown_number(value: float, kind: str) -> str:
@@ -126,4 +133,8 @@ def display_comparison(frame: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFram
             "(task figures: also the same task; model acc, cohesion and coupling: once per seed). Accuracies, "
             "retention, weights and FLOPs in percentage points. 95% percentile bootstrap interval of the mean "
             f"difference ({RESAMPLES:,} resamples, seeded); an interval that spans 0 is no measurable difference.")
+    for side, name in (("sparsity_a", a), ("sparsity_b", b)):
+        if side in frame and frame[side].notna().any():
+            note += (f" {name}'s modules have unstructured sparsity: its weights and FLOPs count kept weights only, "
+                     "a saving dense hardware does not see (its latency is the dense model's).")
     return shown, note

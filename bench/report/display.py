@@ -24,6 +24,7 @@ COLUMNS = {  # figure -> (header, kind); kinds: pct (share shown as %), pts, num
     "flops_ratio": ("FLOPs", "pct"),
     "weight_retention_merged": ("merged weights", "pct"),
     "flops_ratio_merged": ("merged FLOPs", "pct"),
+    "flops_ratio_dense": ("dense FLOPs", "pct"),
     "latency_ratio": ("latency", "ratio"),
     "latency_ratio_b1": ("latency b1", "ratio"),
     "train_seconds": ("train s", "int"),
@@ -33,6 +34,11 @@ FOOTNOTE = ("module acc: reused module on its task; std acc: standard model, log
             "weights, FLOPs, latency: reused module / standard model; retention: units kept (union over the "
             "task's classes); standard: every class's module is the whole model, so its retention is 100% and its "
             "coupling 1 by definition. A FLOP is one multiply-add.")
+
+SPARSITY_NOTE = ("sparsity 'unstructured' (SeaM): the module keeps the model's shape with single weights zeroed; "
+                 "its weights and FLOPs count the kept weights and their multiply-adds only, a saving that needs "
+                 "sparse kernels; dense hardware runs it at its dense FLOPs and latency, so do not compare its "
+                 "FLOPs with a sliced module's latency.")
 
 
 def _missing(value: Any) -> bool:
@@ -70,6 +76,8 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
         if f"{figure}_mean" in summary:
             shown[header] = [format_value(m, s, kind) for m, s in zip(summary[f"{figure}_mean"],
                                                                       summary[f"{figure}_std"], strict=True)]
+    if "sparsity" in summary and summary["sparsity"].notna().any():
+        shown["sparsity"] = summary["sparsity"].fillna("–")
     shown["n"] = summary["n"]
     if summary["baseline_flag"].notna().any():
         shown["baseline"] = summary["baseline_flag"].map(_flag_text)
@@ -98,6 +106,8 @@ def row_label(row: pd.Series) -> str:
 def footnote(summary: pd.DataFrame) -> str:
     """How many seeds stand behind the numbers, what the columns mean, and every flagged baseline."""
     parts = [_seeds_sentence(summary), FOOTNOTE]
+    if "sparsity" in summary and summary["sparsity"].notna().any():
+        parts.append(SPARSITY_NOTE)
     if "extraction" in summary and summary["extraction"].notna().any():
         parts.append("extraction: how modules are cut from a masked ViT (the method's 'extraction' setting).")
     flagged = summary[summary["baseline_flag"].notna()]

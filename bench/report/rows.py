@@ -21,7 +21,7 @@ IDENTITY = ["dataset_name", "model_name", "method"]
 RECORD_FIGURES = {"model_metrics": ("test_acc", "train_seconds"), "modularization": ("cohesion", "coupling")}
 TASK_FIGURES = ("module_acc", "module_acc_before_finetune", "standard_acc", "retention", "retention_sum",
                 "weight_retention", "weight_retention_linear", "flops_ratio", "latency_ratio", "latency_ratio_b1",
-                "weight_retention_merged", "flops_ratio_merged")
+                "weight_retention_merged", "flops_ratio_merged", "flops_ratio_dense")
 
 
 def label(name: str, args: Mapping[str, Any] | None) -> str:
@@ -82,6 +82,7 @@ def task_rows(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             if task is not None:
                 row["task"] = ",".join(str(c) for c in task["classes"])
                 row.update({name: task.get(name) for name in TASK_FIGURES})
+                row["sparsity"] = task.get("sparsity")
                 row["acc_delta"] = (task["module_acc"] - task["standard_acc"]) * 100
             rows.append(row)
     return pd.DataFrame(rows)

@@ -42,5 +42,10 @@ SMOKE = FamilyPreset(
     # CNNSplitter's search scaled down so a width-0.25 SimCNN on digits searches in about a minute on a
     # laptop CPU (the paper: population 100, 200 generations, 50 parents, 20 elites)
     {"cnnsplitter": {"population": 16, "generations": 6, "parents": 8, "elites": 4, "beam_min": 16,
-                     "active_min": 0.5, "active_max": 0.8}},
+                     "active_min": 0.5, "active_max": 0.8},
+     # GradSplitter's and SeaM's searches scaled down the same way (the authors: 5 head epochs + 20 cycles of
+     # 5 mask and 2 head epochs; 300 SeaM epochs); the mask learning rates rise to make up for the steps
+     # a few epochs of digits lack (see the README's deviations)
+     "gradsplitter": {"head_epochs": 1, "cycles": 2, "cycle_masks": 2, "cycle_heads": 1, "lr_mask": 0.05},
+     "seam": {"epochs": 20}},
 )

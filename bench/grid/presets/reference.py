@@ -1,10 +1,11 @@
-"""The ``reference`` preset: the MwT and NeMo authors' published scripts, value for value.
+"""The ``reference`` preset: the authors' published scripts, value for value.
 
 Sources, read as facts: MwT = github.com/qibinhang/MwT at 3d29e7e, NeMo =
-github.com/XiaohanBi-Hub/NeMo at 519257d; every value below names the file it comes from (paths
-under ``src/``). Where the authors' code has a plain bug (the DeiT-S module built with 12 heads
-instead of the 6 it was trained with) modbench keeps the correct behaviour; README, "Deviations
-from the authors' code", lists that and every other difference from modbench's own presets.
+github.com/XiaohanBi-Hub/NeMo at 519257d, GradSplitter and SeaM at the commits named below; every
+value below names the file it comes from (paths under ``src/``). Where the authors' code has a
+plain bug (the DeiT-S module built with 12 heads instead of the 6 it was trained with) modbench
+keeps the correct behaviour; README, "Deviations from the authors' code", lists that and every
+other difference from modbench's own presets.
 """
 
 from __future__ import annotations
@@ -91,6 +92,27 @@ EMPTY_LAYER = {  # a layer no unit of which reaches any threshold down to 0.05:
     ("mwt", "vit"): "whole",
     ("nemo", "vit"): "whole",
 }
+# GradSplitter (github.com/qibinhang/GradSplitter at 014f405): src/grad_splitter.py's argparse defaults, which
+# src/script/run_splitter.py runs unchanged, and the selection of src/script/select_modules.py.
+GRADSPLITTER: dict[str, Any] = {
+    "alpha": 0.1,  # --alpha 0.1
+    "lr_head": 0.01,  # --lr_head 0.01 (x0.1 in later head phases: Adam(head_param, lr=lr_head * 0.1))
+    "lr_mask": 0.001,  # --lr_modularity 0.001 (masks and heads together)
+    "head_epochs": 5,  # --epoch_strategy '5,140': 5 epochs for the heads,
+    "cycles": 20,  # then [1, 1, 1, 1, 1, 0, 0] * int(140 / 7): 20 cycles
+    "cycle_masks": 5,  # of 5 mask epochs
+    "cycle_heads": 2,  # and 2 head epochs
+    "batch_size": 64,  # --batch_size 64
+    "tolerance": 0.01,  # select_modules.py: "the loss of accuracy should less than 1%"
+}
+# SeaM (github.com/qibinhang/SeaM at 529aae1): src/binary_class/model_reengineering.py's argparse defaults
+# (--n_epochs 300, --lr_head 0.1, --lr_mask 0.1, --alpha 1, DataLoader batch_size=64) and, per model, the
+# (lr_mask, alpha) of README.md's "The values of major parameters" (VGG16 on CIFAR-10 and CIFAR-100).
+SEAM: dict[str, Any] = {"epochs": 300, "lr_head": 0.1, "lr_mask": 0.1, "alpha": 1.0, "batch_size": 64}
+SEAM_MASK = {("vgg16", "cifar10"): {"lr_mask": 0.01, "alpha": 1.0},
+             ("vgg16", "cifar100"): {"lr_mask": 0.05, "alpha": 1.5}}
+SEARCH_METHODS = {"gradsplitter": GRADSPLITTER, "seam": SEAM}
+
 # NeMo modules_arch/vit_module_HF.py, deit_module_HF.py: narrowed residual stream, fresh LayerNorms,
 # head ReLU + Linear ('paper' extraction; the 6 heads of DeiT-S kept, where their code builds 12)
 VIT_EXTRACTION = "paper"
@@ -128,7 +150,10 @@ class ReferencePreset:
                       **AUTHORS_ACTIVITY)
 
     def overrides(self, method: str, model: ModelSpec, model_args: dict[str, Any], dataset: str) -> dict[str, Any]:
-        """alpha, beta, tau, the empty-layer rule and the ViT extraction of mwt and nemo."""
+        """alpha, beta, tau, the empty-layer rule and the ViT extraction of mwt and nemo; the searches of
+        gradsplitter and seam."""
+        if method in SEARCH_METHODS:
+            return {**SEARCH_METHODS[method], **(SEAM_MASK.get((model.name, dataset), {}) if method == "seam" else {})}
         if (method, model.family) not in EMPTY_LAYER:
             return {}
         values: dict[str, Any] = {"empty_layer": EMPTY_LAYER[method, model.family]}

@@ -14,6 +14,7 @@ of its reuse folder: concurrent runs share the work, a damaged module file is re
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import time
@@ -31,6 +32,7 @@ from bench.modular.rounding import task_keep
 from bench.pipeline import layout, metrics, store
 from bench.pipeline.stages.base import Stage, key_of, stage_inputs
 from bench.pipeline.stages.evaluate import EvaluateStage, Reference
+from bench.pipeline.stages.modularize import FileCheckpoint
 from bench.pipeline.stages.train import Trained, stage_values
 from bench.pipeline.store import Stored
 from bench.pipeline.training import Schedule
@@ -44,8 +46,11 @@ REUSE_FIELDS = ("finetune_epochs", "finetune_optimizer", "finetune_lr", "finetun
 
 
 def mask_digest(modules: ModuleSet) -> str:
-    """A checksum of the module masks (what a reused module is cut from)."""
-    return hashlib.sha256(modules.masks.to(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+    """A checksum of the module masks and the method's tensors beside them (what a reused module is cut from)."""
+    digest = hashlib.sha256(modules.masks.to(torch.uint8).numpy().tobytes())
+    for name in sorted(modules.tensors):
+        digest.update(name.encode() + modules.tensors[name].detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class ReuseStage(Stage):
@@ -98,18 +103,27 @@ class ReuseStage(Stage):
                classes: tuple[int, ...], headed: bool = True) -> nn.Module:
         """The composed module of a task, with its task head (untrained) when the method fine-tunes and
         ``headed`` (the stored entry's ``finetune_kept``)."""
-        torch.manual_seed(r.seed)
-        module = r.method.compose(ctx, trained.model, modules, classes).to(self.ws.device)
+        module = self._compose(r, trained, modules, ctx, classes)
         if self.finetunes(r) and headed:
             module = attach_head(module, ctx.num_classes, len(classes))
         return module
+
+    def _compose(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
+                 classes: tuple[int, ...]) -> nn.Module:
+        """The method's composed module on the device; a search inside ``compose`` (SeaM's, per task) keeps its
+        state in a checkpoint of the task's own, so a killed run resumes it and ``bench export`` reads it."""
+        key = key_of(model=trained.sha256, modules=mask_digest(modules), classes=list(classes),
+                     hparams=stage_values(r.hparams, "compose"), precision=self.ws.precision(r))
+        checkpoint = FileCheckpoint(layout.compose_search_file(trained.directory, ctx.threshold, key))
+        torch.manual_seed(r.seed)
+        composed = r.method.compose(dataclasses.replace(ctx, checkpoint=checkpoint), trained.model, modules, classes)
+        return composed.to(self.ws.device)
 
     def _compute(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
                  classes: tuple[int, ...], ref: Reference) -> Stored:
         start = time.perf_counter()
         task = ctx.data.task(classes)
-        torch.manual_seed(r.seed)
-        module = r.method.compose(ctx, trained.model, modules, classes).to(self.ws.device)
+        module = self._compose(r, trained, modules, ctx, classes)
         before = metrics.accuracy(module, self.ws.loader(r, "test", task), columns=classes)
         merged = self._merged_size(trained, modules, module, classes, ref)
         after, history, selection = before, [], {}
@@ -160,12 +174,14 @@ class ReuseStage(Stage):
     @staticmethod
     def _size(module: nn.Module, ref: Reference) -> dict[str, Any]:
         """Parameters and FLOPs against the standard model's; Linear layers alone too (how the NeMo
-        authors count a ViT's weights)."""
-        params, flops = metrics.count_params(module), metrics.count_flops(module)
+        authors count a ViT's weights). A module with unstructured weight masks counts its kept weights and
+        their multiply-adds, says so (``sparsity``) and gives its dense FLOPs beside them."""
+        params, counts = metrics.count_params(module), metrics.flop_counts(module)
         linear = metrics.count_linear_params(ref.trained.model.model)
-        return {"params": params, "weight_retention": params / ref.params, "flops": flops,
-                "flops_ratio": flops / ref.flops,
-                "weight_retention_linear": metrics.count_linear_params(module) / linear if linear else 1.0}
+        return {"params": params, "weight_retention": params / ref.params, "flops": counts[0],
+                "flops_ratio": counts[0] / ref.flops,
+                "weight_retention_linear": metrics.count_linear_params(module) / linear if linear else 1.0,
+                **metrics.sparsity_figures(module, counts, ref.flops)}
 
     def _merged_size(self, trained: Trained, modules: ModuleSet, composed: nn.Module, classes: tuple[int, ...],
                      ref: Reference) -> dict[str, Any]:
