@@ -110,9 +110,16 @@ class KernelSplitter(nn.Module):
         self.heads = nn.ModuleList(class_head(num_classes) for _ in range(num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head_output(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits for each class module, (classes, batch, classes)."""
         n = len(self.heads)
-        logits = self.model(x.repeat(n, 1, 1, 1)).view(n, x.shape[0], -1)  # (classes, batch, classes)
-        return torch.cat([head(out) for head, out in zip(self.heads, logits, strict=True)], dim=1)
+        return self.model(x.repeat(n, 1, 1, 1)).view(n, x.shape[0], -1)
+
+    def head_output(self, features: torch.Tensor) -> torch.Tensor:
+        """Each class module's score through its head, (batch, classes)."""
+        return torch.cat([head(out) for head, out in zip(self.heads, features, strict=True)], dim=1)
 
     def mask_scores(self) -> list[nn.Parameter]:
         """Every masked unit's (classes, kernels) scores."""

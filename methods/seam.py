@@ -83,6 +83,14 @@ class WeightReengineer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.model(x))
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The masked model's logits."""
+        return self.model(x)
+
+    def head_output(self, features: torch.Tensor) -> torch.Tensor:
+        """The task head's logits."""
+        return self.head(features)
+
     def mask_scores(self) -> list[nn.Parameter]:
         """Every weight's and bias's scores."""
         return list(self.scores.values())

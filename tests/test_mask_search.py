@@ -75,7 +75,13 @@ class _Toy(nn.Module):
         self.head = nn.Linear(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(F.linear(x, self.model.weight * binarize(self.scores)))
+        return self.head_output(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.model.weight * binarize(self.scores))
+
+    def head_output(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
 
     def mask_scores(self) -> list[nn.Parameter]:
         return [self.scores]

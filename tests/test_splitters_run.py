@@ -3,8 +3,11 @@ their exported modules, and SeaM's unstructured sparsity labelled in every repor
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -98,14 +101,15 @@ def test_exported_modules_score_as_recorded(fp32, method, tmp_path):
 def test_every_report_format_marks_the_unstructured_row(fp32):
     _, records = fp32
     summary = summarize(task_rows(records.values()))
-    lines = {"md": [line for line in render(summary, "md").splitlines() if line.startswith("|")],
-             "csv": render(summary, "csv").splitlines(),
-             "latex": [line for line in render(summary, "latex").splitlines() if "&" in line],
-             "html": [row for row in render(summary, "html").split("<tr>") if "<td>" in row],
-             "terminal": [line for line in as_text(rich_table(summary)).splitlines() if "│" in line]}
-    for fmt, rows in lines.items():  # the table's rows, not its footnote
-        marked = {method for method in records for row in rows if method in row and "unstructured" in row}
-        assert marked == {"seam"}, fmt
+    text = {fmt: render(summary, fmt) for fmt in ("md", "csv", "latex", "html")}
+    cells = {"md": [line.split("|") for line in text["md"].splitlines() if line.startswith("|")],
+             "csv": list(csv.reader(io.StringIO(text["csv"]))),
+             "latex": [line.split("&") for line in text["latex"].splitlines() if "&" in line],
+             "html": [re.findall(r"<td>(.*?)</td>", row) for row in text["html"].split("<tr>")],
+             "terminal": [line.split("│") for line in as_text(rich_table(summary)).splitlines()]}
+    for fmt, rows in cells.items():  # the table's rows, not its footnote
+        marked = {cell.strip() for row in rows if "unstructured" in map(str.strip, row) for cell in row}
+        assert marked & set(records) == {"seam"}, fmt
     (seam,) = [row for row in json.loads(render(summary, "json")) if row["method"] == "seam"]
     assert seam["sparsity"] == "unstructured" and seam["flops_ratio_dense_mean"] >= seam["flops_ratio_mean"]
     assert "sparse kernels" in render(summary, "md")  # the footnote says what the label means

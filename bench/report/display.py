@@ -13,6 +13,7 @@ KEYS = ["dataset", "model", "method", "preset", "extraction"]
 COLUMNS = {  # figure -> (header, kind); kinds: pct (share shown as %), pts, num, ratio, int
     "test_acc": ("model acc", "pct"),
     "retention": ("retention", "pct"),
+    "class_retention": ("class retention", "pct"),
     "cohesion": ("cohesion", "num"),
     "coupling": ("coupling", "num"),
     "module_acc": ("module acc", "pct"),
@@ -32,7 +33,7 @@ COLUMNS = {  # figure -> (header, kind); kinds: pct (share shown as %), pts, num
 FLAGS = {"chance": "chance", "below_method": "below method"}
 FOOTNOTE = ("module acc: reused module on its task; std acc: standard model, logits restricted to the task; "
             "weights, FLOPs, latency: reused module / standard model; retention: units kept (union over the "
-            "task's classes); standard: every class's module is the whole model, so its retention is 100% and its "
+            "task's classes); class retention: units a class module keeps (mean over classes); standard: every class's module is the whole model, so its retention is 100% and its "
             "coupling 1 by definition. A FLOP is one multiply-add.")
 
 SPARSITY_NOTE = ("sparsity 'unstructured' (SeaM): the module keeps the model's shape with single weights zeroed; "

@@ -61,10 +61,11 @@ def _record_row(record: Record) -> dict[str, Any]:
         "extraction": record["hparams"].get("extraction") if record["family"] == "vit" else None,
         "error": record["error"], "last_error": (record["last_error"] or {}).get("message"),
         "baseline_flag": baseline.get("flag"), "baseline_message": baseline.get("message"),
-        "task": None,
+        "task": None, "sparsity": None,
     }
     for part, names in RECORD_FIGURES.items():
         row.update({name: (record[part] or {}).get(name) for name in names})
+    row["class_retention"] = (record["modularization"] or {}).get("retention")  # a class module's share of units
     return {**row, **config_values(record)}
 
 

@@ -46,6 +46,6 @@ SMOKE = FamilyPreset(
      # GradSplitter's and SeaM's searches scaled down the same way (the authors: 5 head epochs + 20 cycles of
      # 5 mask and 2 head epochs; 300 SeaM epochs); the mask learning rates rise to make up for the steps
      # a few epochs of digits lack (see the README's deviations)
-     "gradsplitter": {"head_epochs": 1, "cycles": 2, "cycle_masks": 2, "cycle_heads": 1, "lr_mask": 0.05},
+     "gradsplitter": {"head_epochs": 1, "cycles": 1, "cycle_masks": 3, "cycle_heads": 1, "lr_mask": 0.1},
      "seam": {"epochs": 20}},
 )
