@@ -130,7 +130,8 @@ def display_comparison(frame: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFram
     shown["pairs"] = frame["pairs"]
     shown["verdict"] = frame["verdict"]
     note = (f"Paired differences {a} − {b} over records of the same data set, model, preset, threshold and seed "
-            "(task figures: also the same task; model acc, class retention, cohesion and coupling: once per seed). Accuracies, "
+            "(task figures: also the same task; model acc, class retention, cohesion and coupling: once per seed). "
+            "Accuracies, "
             "retention, weights and FLOPs in percentage points. 95% percentile bootstrap interval of the mean "
             f"difference ({RESAMPLES:,} resamples, seeded); an interval that spans 0 is no measurable difference.")
     for side, name in (("sparsity_a", a), ("sparsity_b", b)):

@@ -33,8 +33,9 @@ COLUMNS = {  # figure -> (header, kind); kinds: pct (share shown as %), pts, num
 FLAGS = {"chance": "chance", "below_method": "below method"}
 FOOTNOTE = ("module acc: reused module on its task; std acc: standard model, logits restricted to the task; "
             "weights, FLOPs, latency: reused module / standard model; retention: units kept (union over the "
-            "task's classes); class retention: units a class module keeps (mean over classes); standard: every class's module is the whole model, so its retention is 100% and its "
-            "coupling 1 by definition. A FLOP is one multiply-add.")
+            "task's classes); class retention: units a class module keeps (mean over classes); standard: every "
+            "class's module is the whole model, so its retention is 100% and its coupling 1 by definition. "
+            "A FLOP is one multiply-add.")
 
 SPARSITY_NOTE = ("sparsity 'unstructured' (SeaM): the module keeps the model's shape with single weights zeroed; "
                  "its weights and FLOPs count the kept weights and their multiply-adds only, a saving that needs "
