@@ -20,8 +20,9 @@ from bench.report.summary import summarize
 __all__ = ["FOOTNOTE", "raw_frame", "render", "rich_table", "summarize", "task_rows"]
 
 TERMINAL_HIDDEN = ("class retention", "acc before FT", "train s", "Linear weights", "merged weights", "merged FLOPs",
-                   "latency b1")
+                   "latency b1", "dense FLOPs")
 FIGURE_HEADERS = {header for header, _ in COLUMNS.values()}
+WHOLE = ("sparsity",)  # columns whose words a narrow terminal folds onto more lines rather than cut short
 RAW_DROPPED = ("dataset_name", "model_name")
 LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
@@ -51,7 +52,8 @@ def frame_table(shown: pd.DataFrame, title: str, note: str, right: set[str], col
         shown = shown.drop(columns=constant)
     table = Table(title=title, caption=note, caption_justify="left")
     for column in shown.columns:
-        table.add_column(str(column), justify="right" if column in right else "left", no_wrap=column in KEYS)
+        table.add_column(str(column), justify="right" if column in right else "left", no_wrap=column in KEYS,
+                         overflow="fold" if column in WHOLE else "ellipsis")
     for _, row in shown.iterrows():
         table.add_row(*(Text(str(v)) for v in row))
     return table
