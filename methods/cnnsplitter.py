@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import BenchError, UsageError
+from bench.errors import UsageError
 from bench.hookspecs import hookimpl
 from bench.importers.authors import Mapping, read_checkpoint
 from bench.importers.layouts import RESCNN, SIMCNN
@@ -33,7 +33,7 @@ from bench.modular.importance import importance_orders, kernel_importance
 from bench.modular.kernel_groups import GeneLayout
 from bench.modular.masking import maskable_units
 from bench.modular.published import IMAGENET_NORM, chosen, published_keep
-from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
+from bench.protocol.method import PostTrainingMethod, StageContext, TrainContext, TrainedModel
 from bench.protocol.modules import ModuleSet
 
 SEARCH = {"stage": "modularize"}
@@ -128,23 +128,20 @@ def search(ctx: StageContext, model: nn.Module, hparams: CNNSplitterHparams) -> 
     return state.best_keep, figures
 
 
-class CNNSplitter(Method):
+class CNNSplitter(PostTrainingMethod):
     """CNNSplitter on the standard model: a genetic search per class, or the authors' published modules."""
 
     name = "cnnsplitter"
     description = "CNNSplitter (ASE'22): post-training genetic search over kernel groups, one module per class"
     families = ("cnn",)
     Hparams = CNNSplitterHparams
-    starts_from = "standard"
 
     def train(self, ctx: TrainContext) -> TrainedModel:
         """The standard model as it is (or the published folder's trained model): nothing is trained."""
         if ctx.hparams.published:
             _check_published_cell(ctx)
             return TrainedModel(_published_weights(Path(ctx.hparams.published), ctx.model, ctx.spec.name))
-        if ctx.start_model is None:
-            raise BenchError("cnnsplitter starts from the standard model, and this runner did not hand it over")
-        return TrainedModel(ctx.start_model())
+        return super().train(ctx)
 
     def modularize(self, ctx: StageContext, trained: TrainedModel) -> ModuleSet:
         """The searched (or published) kept kernels of every class."""

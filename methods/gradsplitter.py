@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from bench.data import BatchLoader
-from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.modular.ensemble import ClassModules
 from bench.modular.extract import extract
@@ -31,7 +30,7 @@ from bench.modular.masking import maskable_units
 from bench.modular.selection import FewestKept
 from bench.modular.straight_through import binarize, kept_share
 from bench.pipeline.metrics import accuracy
-from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
+from bench.protocol.method import PostTrainingMethod, StageContext, TrainedModel, check_positive
 from bench.protocol.modules import ModuleSet
 
 SEARCH = {"stage": "modularize"}
@@ -63,9 +62,7 @@ class GradSplitterHparams:
     tolerance: float = field(default=0.01, metadata=SEARCH)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if not getattr(self, f.name) > 0:
-                raise ValueError(f"{f.name} must be positive, got {getattr(self, f.name)}")
+        check_positive(self)
 
     def phases(self) -> tuple[str, ...]:
         """HEAD or MASK per epoch."""
@@ -153,20 +150,13 @@ def kept_kernels(scores: torch.Tensor, sizes: Sequence[int]) -> tuple[torch.Tens
     return keep, fallbacks
 
 
-class GradSplitter(Method):
+class GradSplitter(PostTrainingMethod):
     """GradSplitter on the standard model: per class a gradient search of kernel masks, one module per class."""
 
     name = "gradsplitter"
     description = "GradSplitter: post-training gradient search of per-class kernel masks, one module per class"
     families = ("cnn",)
     Hparams = GradSplitterHparams
-    starts_from = "standard"
-
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        """The standard model as it is: nothing is trained."""
-        if ctx.start_model is None:
-            raise BenchError("gradsplitter starts from the standard model, and this runner did not hand it over")
-        return TrainedModel(ctx.start_model())
 
     def modularize(self, ctx: StageContext, trained: TrainedModel) -> ModuleSet:
         """The searched kernel masks and heads of every class."""

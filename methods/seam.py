@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from bench.data import BatchLoader
-from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.modular.ensemble import TaskModule
 from bench.modular.mask_search import HEAD, MASK, MaskSearch, Rates, alternating, freeze
@@ -32,7 +31,7 @@ from bench.modular.selection import SmallestReaching
 from bench.modular.straight_through import kept_share
 from bench.modular.weight_masks import attach_masks, attach_scores
 from bench.pipeline.metrics import accuracy
-from bench.protocol.method import Method, StageContext, TrainContext, TrainedModel
+from bench.protocol.method import PostTrainingMethod, StageContext, TrainedModel, check_positive
 from bench.protocol.modules import ModuleSet
 
 REENGINEER = {"stage": "compose"}
@@ -56,9 +55,7 @@ class SeaMHparams:
     batch_size: int = field(default=64, metadata=REENGINEER)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if not getattr(self, f.name) > 0:
-                raise ValueError(f"{f.name} must be positive, got {getattr(self, f.name)}")
+        check_positive(self)
 
     def rates(self) -> Rates:
         """One Adam for the head epochs, one for the mask epochs (scores and head), each kept throughout."""
@@ -109,19 +106,12 @@ class WeightReengineer(nn.Module):
         return {**masks, **{f"head.{k}": v.detach().cpu().clone() for k, v in self.head.state_dict().items()}}
 
 
-class SeaM(Method):
+class SeaM(PostTrainingMethod):
     """SeaM on the standard model: per task, a gradient search of weight masks and a task head."""
 
     name = "seam"
     description = "SeaM (ICSE'23): per task, post-training search of weight masks (unstructured sparsity)"
     Hparams = SeaMHparams
-    starts_from = "standard"
-
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        """The standard model as it is: nothing is trained."""
-        if ctx.start_model is None:
-            raise BenchError("seam starts from the standard model, and this runner did not hand it over")
-        return TrainedModel(ctx.start_model())
 
     def modularize(self, ctx: StageContext, trained: TrainedModel) -> ModuleSet:
         """No class modules: every class keeps every unit (the search runs per task, in ``compose``)."""

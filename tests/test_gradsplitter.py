@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import UsageError
-from bench.models.cnn import simcnn
+from bench.models.cnn import mobilenetv2, simcnn
 from bench.modular.masking import fix_masks, maskable_units
 from bench.protocol.modules import ModuleSet
 from methods.gradsplitter import GradSplitter, GradSplitterHparams, KernelSplitter, kept_kernels
@@ -18,10 +18,10 @@ from methods.gradsplitter import GradSplitter, GradSplitterHparams, KernelSplitt
 CLASSES = 3
 
 
-@pytest.fixture(scope="module")
-def splitter() -> KernelSplitter:
+@pytest.fixture(scope="module", params=["simcnn", "mobilenetv2"])
+def splitter(request) -> KernelSplitter:
     torch.manual_seed(0)
-    model = simcnn(CLASSES, width=0.125).eval()
+    model = {"simcnn": simcnn, "mobilenetv2": mobilenetv2}[request.param](CLASSES, width=0.125).eval()
     splitter = KernelSplitter(model, CLASSES)
     with torch.no_grad():
         for scores in splitter.mask_scores():
@@ -86,11 +86,16 @@ def test_composed_class_modules_vote_as_the_search_scored_them(splitter):
 
 
 @pytest.mark.parametrize("setting", ["alpha=0", "lr_mask=-0.1", "cycles=0", "tolerance=-1"])
-def test_non_positive_settings_are_refused_in_one_line(setting, tiny_grid):
-    from bench.pipeline.runner import run_grid
-
+def test_non_positive_settings_are_refused(setting):
     name, value = setting.split("=")
     with pytest.raises(ValueError, match=f"{name} must be positive"):
         GradSplitterHparams(**{name: type(getattr(GradSplitterHparams(), name))(value)})
-    with pytest.raises(UsageError, match=f"method gradsplitter: {name} must be positive"):
-        run_grid(tiny_grid(methods="gradsplitter", sets=[f"gradsplitter.{setting}"]))
+
+
+def test_a_refused_setting_stops_the_run_in_one_line_before_any_work(tiny_grid):
+    from bench.pipeline.runner import run_grid
+
+    grid = tiny_grid(methods="gradsplitter", sets=["gradsplitter.alpha=0"])
+    with pytest.raises(UsageError, match=r"^method gradsplitter: alpha must be positive, got 0\.0$"):
+        run_grid(grid)
+    assert not grid.out.exists()

@@ -104,7 +104,7 @@ def test_every_report_format_marks_the_unstructured_row(fp32):
     cells = {"md": [line.split("|") for line in text["md"].splitlines() if line.startswith("|")],
              "csv": list(csv.reader(io.StringIO(text["csv"]))),
              "latex": [line.split("&") for line in text["latex"].splitlines() if "&" in line],
-             "html": [re.findall(r"<td>(.*?)</td>", row) for row in text["html"].split("<tr>")],
+             "html": [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in text["html"].split("<tr")],
              "terminal": _terminal_rows(as_text(rich_table(summary)))}
     for fmt, rows in cells.items():  # the table's rows, not its footnote
         marked = {cell.strip() for row in rows if "unstructured" in map(str.strip, row) for cell in row}
@@ -145,3 +145,13 @@ def test_the_searches_run_under_bf16_autocast(tmp_path, monkeypatch):
     assert seen and set(seen) == {torch.bfloat16}
     seam = next(r for r in records if r["method"] == "seam")
     assert _finite(seam["tasks"][0]["module_acc"]) and seam["tasks"][0]["sparsity"] == "unstructured"
+
+
+@pytest.mark.slow  # two cells of a 57-conv network (the unit tests cover MobileNetV2's masks in the default run)
+def test_both_run_on_a_tiny_mobilenetv2(tmp_path):
+    grid = make_tiny_grid(tmp_path / "runs", sets=TINY_SEARCHES, methods="gradsplitter,seam", tasks=(TASK,),
+                          models="mobilenetv2:width=0.125")
+    records = {r["method"]: r for r in run_grid(grid)}
+    assert all(r["error"] is None for r in records.values()), {m: r["error"] for m, r in records.items()}
+    assert records["seam"]["tasks"][0]["flops"] <= records["seam"]["tasks"][0]["flops_dense"]
+    assert records["gradsplitter"]["modularization"]["units_total"] > 0

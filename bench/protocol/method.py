@@ -14,6 +14,7 @@ A method never computes a metric and never writes a file: the runner does both.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from bench.data import BatchLoader, DataBundle
+from bench.errors import BenchError
 from bench.models.spec import ModelSpec
 from bench.protocol.modules import ActivityStats, ModuleSet
 from bench.protocol.recipe import Recipe
@@ -192,6 +194,26 @@ class Method:
                 classes: Sequence[int]) -> nn.Module:
         """A smaller model for the sub-task ``classes``, with logits over all classes."""
         raise NotImplementedError
+
+
+class PostTrainingMethod(Method):
+    """A method that modularizes the cell's standard model after its training (CNNSplitter, GradSplitter,
+    SeaM): ``train`` hands that model over unchanged."""
+
+    starts_from: ClassVar[str | None] = "standard"
+
+    def train(self, ctx: TrainContext) -> TrainedModel:
+        """The standard model as it is: nothing is trained."""
+        if ctx.start_model is None:
+            raise BenchError(f"{self.name} starts from the standard model, and this runner did not hand it over")
+        return TrainedModel(ctx.start_model())
+
+
+def check_positive(hparams: Any) -> None:
+    """ValueError naming the first field of the dataclass ``hparams`` that is not positive."""
+    for f in dataclasses.fields(hparams):
+        if not getattr(hparams, f.name) > 0:
+            raise ValueError(f"{f.name} must be positive, got {getattr(hparams, f.name)}")
 
 
 REQUIRED_STAGES = ("train", "modularize", "compose")
