@@ -1,4 +1,4 @@
-"""Records built in a test the way the pipeline writes them (schema 2, or schema 1 as written before it)."""
+"""Records built in a test the way the pipeline writes them (the current schema, or an older one as written then)."""
 
 from __future__ import annotations
 
@@ -69,3 +69,17 @@ def write_records(runs: Path, records: list[dict[str, Any]]) -> list[Path]:
         path.write_text(json.dumps(record))
         paths.append(path)
     return paths
+
+
+def patch_entry(label: int, strategy: str = "replace", acc: float = 0.8, f1: float = 0.9,
+                weak_acc: float = 0.6, weak_f1: float = 0.1) -> dict[str, Any]:
+    """One patched class's figures, as ``--scenario patch`` records them."""
+    return {"label": label, "strategy": strategy, "weak_acc": weak_acc, "acc": acc, "weak_precision": weak_f1,
+            "weak_recall": weak_f1, "weak_f1": weak_f1, "precision": f1, "recall": f1, "f1": f1}
+
+
+def patching(*entries: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``patching`` section holding ``entries``."""
+    return {"settings": {"fraction": 0.1, "epochs": 3, "without": None, "calibration_epochs": 5,
+                         "calibration_lr": 0.05},
+            "weak": {"test_acc": 0.6, "images": 130, "seconds": 2.0}, "entries": list(entries)}

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from record_factory import make_record, task
+from record_factory import make_record, patch_entry, patching, task
 
 from bench.record import (
     RECORD_SCHEMA,
     BadRecord,
+    as_composition,
     as_record,
     baseline_check,
     config_key,
+    read_composition,
     read_record,
     to_json,
     validate,
@@ -25,7 +27,7 @@ def write(tmp_path, content: bytes | str, name: str = "record.json"):
     return path
 
 
-def test_a_schema2_record_reads_back_as_written(tmp_path):
+def test_a_record_reads_back_as_written(tmp_path):
     record = make_record("nemo", tasks=[task([0, 1], 0.97, latency_ratio_b1=0.7, flops_merged=1200)],
                          modularization={"threshold": 0.9, "unit": "kernel", "units_total": 100, "retention": 0.5,
                                          "cohesion": 0.9, "coupling": 0.3, "seconds": 0.5,
@@ -33,7 +35,7 @@ def test_a_schema2_record_reads_back_as_written(tmp_path):
                                          "empty_layer_fallbacks": 2})
     path = write(tmp_path, to_json(record))
     assert read_record(path) == record
-    assert json.loads(path.read_text())["schema"] == RECORD_SCHEMA == 2
+    assert json.loads(path.read_text())["schema"] == RECORD_SCHEMA == 3
 
 
 def test_a_schema1_record_is_upgraded_in_memory(tmp_path):
@@ -42,7 +44,7 @@ def test_a_schema1_record_is_upgraded_in_memory(tmp_path):
         assert field not in old
     del old["dataset_args"], old["train_history"]  # the earliest schema-1 records lack both
     record = read_record(write(tmp_path, json.dumps(old)))
-    assert record["schema"] == 2 and record["precision"] == "fp32" and record["deterministic"] is False
+    assert record["schema"] == 3 and record["precision"] == "fp32" and record["deterministic"] is False
     assert record["baseline"] is None and record["last_error"] is None
     assert record["dataset_args"] == {} and record["train_history"] == []
     assert record["config_key"] == config_key(record)
@@ -83,8 +85,8 @@ BAD_FILES = [
     ('"record"', "not a record (a JSON string, expected an object)"),
     ("{}", "not a record (no 'schema' field)"),
     ('{"schema": 1}', "invalid record: missing 16 fields: 'run_id', 'method', 'model', 'model_args', …"),
-    ('{"schema": 0}', "record schema 0 is older than this modbench reads (1 to 2)"),
-    ('{"schema": 7}', "record schema 7 is newer than this modbench reads (1 to 2); upgrade modbench"),
+    ('{"schema": 0}', "record schema 0 is older than this modbench reads (1 to 3)"),
+    ('{"schema": 7}', "record schema 7 is newer than this modbench reads (1 to 3); upgrade modbench"),
 ]
 
 
@@ -140,3 +142,41 @@ def test_an_error_record_is_valid():
     record = make_record(error="RuntimeError: boom")
     assert record["model_metrics"] is None and record["tasks"] == [] and record["baseline"] is None
     assert validate(record)["error"] == "RuntimeError: boom"
+
+
+def test_a_schema2_record_reads_as_schema3_without_patching(tmp_path):
+    old = make_record("nemo", schema=2)
+    record = read_record(write(tmp_path, json.dumps(old)))
+    assert record["schema"] == 3 and "patching" not in record
+    assert {k: v for k, v in record.items() if k != "schema"} == {k: v for k, v in old.items() if k != "schema"}
+
+
+def test_a_record_with_patching_validates_and_a_bad_entry_is_named():
+    record = make_record(patching=patching(patch_entry(0), patch_entry(0, "calibrate")))
+    assert validate(record) is record
+    bad = make_record(patching=patching(patch_entry(0, strategy="swap")))
+    with pytest.raises(BadRecord, match=r"'patching.entries\[0\].strategy' should be 'replace' or 'calibrate'"):
+        validate(bad)
+    with pytest.raises(BadRecord, match="'patching' is missing 'weak'"):
+        validate(make_record(patching={"settings": {}, "entries": []}))
+
+
+def composition(**change) -> dict:
+    member = {"model": "simcnn", "model_args": {"width": 0.25}, "seed": 0, "run_id": "digits/a", "config_key": "k",
+              "model_acc": 0.9, "own_acc": 0.85}
+    return {"schema": 3, "kind": "composition", "run_id": "digits/compositions/mwt/abc", "method": "mwt",
+            "family": "cnn", "dataset": "digits", "dataset_args": {}, "preset": "smoke", "threshold": 0.9,
+            "settings": {}, "selection": "val_auc", "members": [member, dict(member, seed=1, run_id="digits/b")],
+            "choices": [{"label": 0, "member": 1, "val_auc": 1.0}], "composed_acc": 0.93, "key": "k",
+            "seconds": 1.0, "env": {}, **change}
+
+
+def test_a_composition_record_reads_back_and_a_record_is_not_one(tmp_path):
+    path = write(tmp_path, json.dumps(composition()), "composition.json")
+    assert read_composition(path) == composition()
+    with pytest.raises(BadRecord, match="not a composition record"):
+        read_composition(write(tmp_path, to_json(make_record()), "record2.json"))
+    with pytest.raises(BadRecord, match="'members\\[0\\]' is missing 'own_acc'"):
+        as_composition(composition(members=[{k: v for k, v in composition()["members"][0].items() if k != "own_acc"}]))
+    with pytest.raises(BadRecord, match="newer than this modbench reads"):
+        as_composition(composition(schema=4))

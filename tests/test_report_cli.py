@@ -136,7 +136,7 @@ def test_show_upgrades_a_schema1_record(tmp_path):
     (path,) = write_records(tmp_path, [make_record("nemo", schema=1)])
     code, out, _ = bench("show", path, "--json")
     shown = json.loads(out)
-    assert code == 0 and shown["schema"] == 2 and shown["precision"] == "fp32" and shown["baseline"] is None
+    assert code == 0 and shown["schema"] == 3 and shown["precision"] == "fp32" and shown["baseline"] is None
     code, out, _ = bench("show", path)
     assert code == 0 and "not recorded" in out
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.errors import UsageError
 from bench.grid.options import CONFIG_KEYS
+from bench.grid.scenarios import Scenarios, parse_scenarios
 from bench.grid.settings import Overrides, parse_overrides, suggest
 from bench.refs import Ref, parse_refs
 
@@ -32,6 +33,7 @@ class GridConfig:
     seeds: tuple[int, ...] = (0,)
     tasks: tuple[tuple[int, ...], ...] = ((0, 1), (2, 3, 4))
     thresholds: tuple[float, ...] = (0.9,)
+    scenarios: Scenarios = field(default_factory=Scenarios)
     preset: str = "smoke"
     overrides: Overrides = field(default_factory=Overrides)
     out: Path = Path("runs")
@@ -147,6 +149,7 @@ def grid_from_options(values: dict[str, Any]) -> GridConfig:
         seeds=seeds,
         tasks=tuple(parse_task(t, values["one_class_tasks"]) for t in values["tasks"]),
         thresholds=thresholds,
+        scenarios=parse_scenarios(tuple(parse_refs(values["scenario"]))),
         preset=values["preset"],
         overrides=parse_overrides(settings),
         out=values["out"],

@@ -17,6 +17,9 @@ from bench.grid.config import CellConfig
 from bench.grid.resolve import Resolved
 from bench.pipeline import layout, store
 from bench.pipeline.env import configure_kernels, environment
+from bench.pipeline.scenarios.outputs import ClassOutputsStage
+from bench.pipeline.scenarios.patch import PatchStage, patched_classes, patching_covers
+from bench.pipeline.scenarios.weak import WeakStage
 from bench.pipeline.stages.evaluate import EvaluateStage, Reference
 from bench.pipeline.stages.modularize import ModularizeStage
 from bench.pipeline.stages.record import Figures, RecordStage
@@ -38,6 +41,8 @@ class CellRunner:
         self.modularize = ModularizeStage(ws)
         self.reuse = ReuseStage(ws, self.evaluate)
         self.record = RecordStage(ws)
+        self.outputs = ClassOutputsStage(ws)
+        self.patch = PatchStage(ws, self.outputs, WeakStage(ws, self.train))
         ws.locate = self.train.directory
 
     def resolve(self, cell: CellConfig) -> Resolved:
@@ -71,6 +76,10 @@ class CellRunner:
                 directory = self.record_dir(r, threshold)
                 figures.tasks = [self.reuse.run(r, trained, modules, ctx, directory, classes, ref)
                                  for classes in cell.grid.tasks]
+                if cell.grid.scenarios.patch is not None:
+                    figures.patching = self.patch.run(r, trained, modules, ctx, self.modularize.settings(r, threshold),
+                                                      directory, patched_classes(cell.grid.tasks),
+                                                      cell.grid.scenarios.patch)
                 changed = functools.partial(self.reuse.changed, r, directory, trained.sha256, mask_digest(modules),
                                             ref.trained.sha256)  # what changed for an earlier record's task
                 record = self.record.build(r, env, threshold, directory, figures)
@@ -126,6 +135,9 @@ class CellRunner:
             modules = self.modularize.stored(r, self.train.directory(r), model_sha, threshold)
             if modules is None or any(self.reuse.changed(r, directory, model_sha, mask_digest(modules), standard_sha, c)
                                       for c in cell.grid.tasks):
+                return None
+            patch = cell.grid.scenarios.patch
+            if patch is not None and not patching_covers(record, patch, patched_classes(cell.grid.tasks)):
                 return None
             records.append(record)
         return records

@@ -27,6 +27,10 @@ COLUMNS = {  # figure -> (header, kind); kinds: pct (share shown as %), pts, num
     "latency_ratio": ("latency", "ratio"),
     "latency_ratio_b1": ("latency b1", "ratio"),
     "train_seconds": ("train s", "int"),
+    "patch_acc_replace": ("patched acc, replace", "pct"),  # --scenario patch: --compare only (own table)
+    "patch_f1_replace": ("patched F1, replace", "pct"),
+    "patch_acc_calibrate": ("patched acc, calibrate", "pct"),
+    "patch_f1_calibrate": ("patched F1, calibrate", "pct"),
 }
 FLAGS = {"chance": "chance", "below_method": "below method"}
 FOOTNOTE = ("module acc: reused module on its task; std acc: standard model, logits restricted to the task; "

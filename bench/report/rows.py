@@ -19,6 +19,7 @@ from bench.record import Record, as_record
 CONFIG = "cfg:"
 IDENTITY = ["dataset_name", "model_name", "method"]
 RECORD_FIGURES = {"model_metrics": ("test_acc", "train_seconds"), "modularization": ("cohesion", "coupling")}
+PATCH_STRATEGIES = ("replace", "calibrate")
 TASK_FIGURES = ("module_acc", "module_acc_before_finetune", "standard_acc", "retention", "retention_sum",
                 "weight_retention", "weight_retention_linear", "flops_ratio", "latency_ratio", "latency_ratio_b1",
                 "weight_retention_merged", "flops_ratio_merged")
@@ -50,7 +51,8 @@ def config_values(record: Record) -> dict[str, Any]:
     return values
 
 
-def _record_row(record: Record) -> dict[str, Any]:
+def record_row(record: Record) -> dict[str, Any]:
+    """What every row of ``record`` shares: identity, flags, record-wide figures and the ``cfg:`` columns."""
     baseline = record["baseline"] or {}
     row: dict[str, Any] = {
         "dataset": label(record["dataset"], record["dataset_args"]),
@@ -65,7 +67,19 @@ def _record_row(record: Record) -> dict[str, Any]:
     }
     for part, names in RECORD_FIGURES.items():
         row.update({name: (record[part] or {}).get(name) for name in names})
-    return {**row, **config_values(record)}
+    return {**row, **patch_means(record), **config_values(record)}
+
+
+def patch_means(record: Mapping[str, Any]) -> dict[str, float]:
+    """A record's patched accuracy and F1 per strategy, averaged over its patched classes (``--compare``)."""
+    entries = (record.get("patching") or {}).get("entries", [])
+    means = {}
+    for strategy in PATCH_STRATEGIES:
+        chosen = [e for e in entries if e["strategy"] == strategy]
+        for figure in ("acc", "f1"):
+            if chosen:
+                means[f"patch_{figure}_{strategy}"] = sum(e[figure] for e in chosen) / len(chosen)
+    return means
 
 
 def task_rows(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -76,7 +90,7 @@ def task_rows(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     rows = []
     for obj in records:
         record = as_record(dict(obj), f"record {obj.get('run_id', '?')}")
-        base = _record_row(record)
+        base = record_row(record)
         for task in record["tasks"] or [None]:
             row = dict(base)
             if task is not None:

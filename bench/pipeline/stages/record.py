@@ -33,6 +33,7 @@ class Figures:
     tasks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     baseline: Baseline | None = None
+    patching: dict[str, Any] | None = None
 
 
 def _stale(path: Path, task: dict[str, Any], changed: Callable[[tuple[int, ...]], str | None] | None) -> bool:
@@ -65,6 +66,8 @@ class RecordStage(Stage):
             "tasks": [{k: v for k, v in t.items() if k not in TASK_PRIVATE} for t in figures.tasks],
             "train_history": figures.history, "baseline": figures.baseline, "error": error, "last_error": None,
         }
+        if figures.patching is not None:
+            record["patching"] = figures.patching
         record["config_key"] = config_key(record)
         return record  # type: ignore[return-value]
 
@@ -80,6 +83,7 @@ class RecordStage(Stage):
                 done = {frozenset(t["classes"]) for t in record["tasks"]}  # a task is a set of classes
                 record["tasks"] += [t for t in previous["tasks"] if frozenset(t["classes"]) not in done
                                     and not _stale(path, t, changed)]
+                _keep_patching(record, previous)
             store.atomic_write(path, to_json(record).encode())
         return record
 
@@ -106,3 +110,17 @@ class RecordStage(Stage):
             log.warning("%s; it will be replaced", exc)
             return None
         return record if record["error"] is None else None
+
+
+def _keep_patching(record: Record, previous: Record) -> None:
+    """Keep the earlier record's patched classes: all of them when this run patched nothing, those this run
+    did not patch when it used the same settings (other settings replace them)."""
+    earlier = previous.get("patching")
+    if earlier is None:
+        return
+    current = record.get("patching")
+    if current is None:
+        record["patching"] = earlier
+    elif current["settings"] == earlier["settings"]:
+        done = {(e["label"], e["strategy"]) for e in current["entries"]}
+        current["entries"] += [e for e in earlier["entries"] if (e["label"], e["strategy"]) not in done]
