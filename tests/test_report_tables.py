@@ -11,6 +11,7 @@ import pytest
 from record_factory import make_record, task, write_records
 from rich.console import Console
 
+from bench.record import RECORD_SCHEMA
 from bench.report.load import load_records
 from bench.report.tables import render, rich_table, summarize, task_rows
 
@@ -107,7 +108,7 @@ def test_schema1_records_render_with_the_baseline_their_standard_record_implies(
     write_records(tmp_path, [make_record("standard", schema=1, test_acc=0.5), make_record("mwt", schema=1),
                              make_record("nemo", schema=1, test_acc=0.55)])
     loaded = load_records(tmp_path)
-    assert not loaded.skipped and [r["schema"] for r in loaded.records] == [2, 2, 2]
+    assert not loaded.skipped and [r["schema"] for r in loaded.records] == [RECORD_SCHEMA] * 3
     table = raw(summarize(task_rows(loaded.records))).set_index("method")
     assert table.loc["mwt", "baseline_flag"] == "below_method"
     assert pd.isna(table.loc["nemo", "baseline_flag"]) and pd.isna(table.loc["standard", "baseline_flag"])

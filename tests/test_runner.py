@@ -18,6 +18,7 @@ from bench.errors import UsageError
 from bench.pipeline import store
 from bench.pipeline.runner import run_grid
 from bench.plugins.manager import get_plugins
+from bench.record import RECORD_SCHEMA
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, make_tiny_grid, use_plugin
 
 TASKS = ((0, 1), (2, 3))
@@ -94,7 +95,7 @@ def filled(value: Any) -> bool:
 def assert_complete(record: dict, tasks: tuple[tuple[int, ...], ...] = TASKS) -> None:
     """Every field of DESIGN §6 is there and filled."""
     assert record["error"] is None
-    assert record["schema"] == 2
+    assert record["schema"] == RECORD_SCHEMA == 3
     for key in ("run_id", "method", "model", "model_args", "dataset", "seed", "preset", "hparams"):
         assert key in record and record[key] is not None, key
     for key in ("modbench", "torch", "device", "git", "started"):

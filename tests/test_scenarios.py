@@ -26,7 +26,7 @@ from bench.record import read_composition, read_record
 from bench.report import build
 from bench.testing import DummyMethod, MethodPlugin, make_tiny_grid, use_plugin
 
-PATCH = PatchSettings(without=1, fraction=0.25)
+PATCH = PatchSettings(without=1, fraction=0.25, epochs=5)
 TASKS = ((0, 1),)
 
 
@@ -123,10 +123,28 @@ def test_a_rerun_recomputes_nothing_and_keeps_the_patching_without_the_scenario(
         assert {p: p.stat().st_mtime_ns for p in runs.rglob("patch-*.json")} == stamps
         without = run_grid(grid_of(runs, patch=None))
         assert all(r["patching"]["settings"] == PATCH.values() for r in without)
-        other = grid_of(runs, PatchSettings(without=1, fraction=0.25, calibration_epochs=2))
+        other = grid_of(runs, PatchSettings(without=1, fraction=0.25, epochs=5, calibration_epochs=2))
         grid, cells = plan(other)
         runner = CellRunner(Workspace(grid, get_plugins(), torch.device("cpu"), Bars(quiet=True)))
         recorded = [cell for cell in cells if cell.record]
         assert all(runner.finished(cell) is None for cell in recorded)  # other settings: not finished
         assert all(runner.finished(cell) for cell in plan(grid_of(runs))[1] if cell.record)
     assert [r["patching"] for r in again] == [r["patching"] for r in without]
+
+
+@pytest.mark.slow
+def test_every_registered_method_patches_and_composes_across_seeds(tmp_path, one_torch_thread):
+    """The scenarios take a method's modules through the Method protocol only: every registered method runs them."""
+    methods = [name for name in get_plugins().methods.match("*") if name != "standard"]
+    tiny_search = ("cnnsplitter.population=4", "cnnsplitter.generations=2", "cnnsplitter.parents=2",
+                   "cnnsplitter.elites=1", "cnnsplitter.beam_min=4")
+    sets = ["epochs=3", *(tiny_search if "cnnsplitter" in methods else ())]
+    grid = make_tiny_grid(tmp_path / "runs", methods=",".join(methods), seeds=(0, 1), sets=sets, tasks=TASKS,
+                          scenarios=Scenarios(PATCH))
+    records = run_grid(grid)
+    assert {r["method"] for r in records} == {"standard", *methods}
+    for record in records:
+        assert record["error"] is None, record["error"]
+        assert len(record["patching"]["entries"]) == 4, record["method"]  # classes 0 and 1, both strategies
+    compositions = [read_composition(p) for p in (tmp_path / "runs").rglob("composition.json")]
+    assert {c["method"] for c in compositions} == {"standard", *methods}

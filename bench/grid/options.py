@@ -67,7 +67,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               "Target classes of one sub-task, repeatable: --tasks 0,1 --tasks 2,3."),
     RunOption("thresholds", "list", ("0.9",), "Module thresholds, comma separated (one trained model serves all)."),
     RunOption("scenario", "refs", (), "Also run a reuse scenario: patch (a weak model patched with the strong "
-              "model's module of each task class; patch:fraction=0.1,epochs=3,without=C)."),
+              "model's module of each task class; patch:fraction=0.1,epochs=20,without=C)."),
     RunOption("preset", "text", "smoke", "Training recipes: smoke, paper or reference."),
     RunOption("set", "settings", (), "Change a recipe value (epochs=30) or a method's (nemo.alpha=0.2), "
               "repeatable; a comma list sweeps it (nemo.alpha=0.5,1.5)."),

@@ -22,17 +22,18 @@ class PatchSettings:
     """The patching scenario: a weak model, patched class by class with the strong model's modules.
 
     fraction: share of every class's training images the weak model trains on (0.1).
-    epochs: its training epochs (3), with the cell's standard recipe otherwise.
+    epochs: its training epochs (20: a tenth of the images twenty times is two epochs' worth of the
+    training split), with the cell's standard recipe otherwise.
     without: a class the weak model never sees (none), so it cannot recognise it.
     calibration_epochs / calibration_lr: MODA's calibration layer over the joint outputs, trained on
     the weak model's images (classes withheld from it included) with SGD Nesterov and a cosine
-    schedule (5 epochs, lr 0.05, as MODA's ``exp_repair/weak_model_repair.py``).
+    schedule (10 epochs, as MODA's README runs ``exp_repair/weak_model_repair.py``; lr 0.05, its value).
     """
 
     fraction: float = 0.1
-    epochs: int = 3
+    epochs: int = 20
     without: int | None = None
-    calibration_epochs: int = 5
+    calibration_epochs: int = 10
     calibration_lr: float = 0.05
 
     def __post_init__(self) -> None:
