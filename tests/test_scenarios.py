@@ -31,7 +31,7 @@ TASKS = ((0, 1),)
 
 
 def grid_of(out: Path, patch: PatchSettings | None = PATCH):
-    return make_tiny_grid(out, methods="dummy", seeds=(0, 1), sets=["epochs=4"], tasks=TASKS,
+    return make_tiny_grid(out, methods="dummy", seeds=(0, 1), sets=["epochs=4", "finetune_epochs=0"], tasks=TASKS,
                           scenarios=Scenarios(patch))
 
 

@@ -19,7 +19,7 @@ from bench.grid.resolve import Resolved
 from bench.grid.scenarios import PatchSettings
 from bench.modular.patching import fit_calibration, joint_outputs, replace_column
 from bench.pipeline import layout, metrics
-from bench.pipeline.scenarios.outputs import ClassOutputsStage
+from bench.pipeline.scenarios.outputs import ClassOutputs, ClassOutputsStage
 from bench.pipeline.scenarios.weak import Weak, WeakStage
 from bench.pipeline.stages.base import Stage, key_of
 from bench.pipeline.stages.reuse import mask_digest
@@ -64,7 +64,7 @@ class PatchStage(Stage):
 
         return self.cached(layout.patch_file(directory, label), key, compute, lambda s: list(s.info["entries"]))
 
-    def _entries(self, r: Resolved, weak: Weak, outputs: Any, calibration: torch.Tensor,
+    def _entries(self, r: Resolved, weak: Weak, outputs: ClassOutputs, calibration: torch.Tensor,
                  settings: PatchSettings) -> list[dict[str, Any]]:
         """Weak and patched figures of class ``outputs.label`` for each strategy."""
         label = outputs.label
