@@ -208,6 +208,7 @@ class Composition(TypedDict):
     threshold: float
     settings: dict[str, str]  # the --set values its members ran with
     selection: str  # how a class's module is chosen
+    votes: str  # how the modules' logits are put on one scale
     members: list[CompositionMember]
     choices: list[ClassChoice]
     composed_acc: float  # the composed classifier on the test images

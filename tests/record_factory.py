@@ -80,6 +80,6 @@ def patch_entry(label: int, strategy: str = "replace", acc: float = 0.8, f1: flo
 
 def patching(*entries: dict[str, Any]) -> dict[str, Any]:
     """A record's ``patching`` section holding ``entries``."""
-    return {"settings": {"fraction": 0.1, "epochs": 20, "without": None, "calibration_epochs": 10,
+    return {"settings": {"fraction": 0.1, "epochs": 20, "without": None, "calibration_epochs": 100,
                          "calibration_lr": 0.05},
             "weak": {"test_acc": 0.6, "images": 130, "seconds": 2.0}, "entries": list(entries)}

@@ -11,8 +11,8 @@ from bench.errors import UsageError
 from bench.grid.config import grid_from_options
 from bench.grid.options import merge_options
 from bench.grid.scenarios import PatchSettings
-from bench.modular.patching import fit_calibration, joint_outputs, replace_column
-from bench.modular.votes import best_members, minmax, normalised_votes
+from bench.modular.patching import fit_calibration, joint_outputs, minmax, replace_column
+from bench.modular.votes import best_members, standardised_votes
 from bench.pipeline.metrics import class_scores, roc_auc
 from bench.pipeline.scenarios.composition import score_members
 from bench.pipeline.scenarios.outputs import ClassOutputs
@@ -53,6 +53,18 @@ def test_the_calibration_layer_learns_to_trust_the_module_and_is_seeded():
     assert torch.equal(again.weight, layer.weight)
 
 
+def test_the_calibration_does_not_depend_on_the_scale_of_the_module_output():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    weak = torch.randn(60, 3, generator=generator)
+    module = torch.where(labels == 2, 1.0, -1.0) + 0.3 * torch.randn(60, generator=generator)
+    small = fit_calibration(joint_outputs(weak, module, 2), labels, 10, 0.05, 16, seed=3)
+    large = fit_calibration(joint_outputs(weak, 100 * module, 2), labels, 10, 0.05, 16, seed=3)
+    predicted = small(joint_outputs(weak, module, 2)).argmax(1)
+    assert torch.equal(predicted, large(joint_outputs(weak, 100 * module, 2)).argmax(1))
+    assert class_scores(predicted, labels, 2)["recall"] > 0.9  # a module's logit 100x the weak model's: still trusted
+
+
 def test_class_scores_by_hand_and_zero_where_undefined():
     predictions, labels = torch.tensor([1, 1, 0, 1, 0]), torch.tensor([1, 0, 0, 1, 1])
     scores = class_scores(predictions, labels, 1)  # tp 2, fp 1, fn 1
@@ -72,20 +84,24 @@ def test_best_members_take_the_first_on_ties():
     assert best_members(torch.tensor([[0.9, 1.0, 0.5], [0.95, 1.0, 0.4]])) == [1, 0, 0]
 
 
-def outputs(label: int, test: list[float], auc: float, low: float = 0.0, high: float = 1.0) -> ClassOutputs:
-    return ClassOutputs(label, torch.zeros(1), torch.tensor(test), low, high, auc, "sha")
+def outputs(label: int, test: list[float], auc: float, val: list[float] = (0.0, 1.0)) -> ClassOutputs:
+    return ClassOutputs(label, torch.tensor(val), torch.tensor(test), 0.0, 1.0, auc, "sha")
+
+
+def test_votes_are_standardised_by_the_validation_outputs():
+    votes = standardised_votes([torch.tensor([1.0, 3.0]), torch.tensor([10.0, 0.0])],
+                               [torch.tensor([0.0, 2.0, 4.0]), torch.tensor([0.0, 20.0])])
+    assert torch.allclose(votes, torch.tensor([[-0.5, 0.0], [0.5, -10 / 200**0.5]]))
 
 
 def test_composing_across_members_takes_each_class_from_its_best_module():
     labels = torch.tensor([0, 1, 1])
     first = [outputs(0, [1.0, 0.5, 0.0], 1.0), outputs(1, [0.0, 0.2, 0.1], 0.6)]  # weak on class 1
-    second = [outputs(0, [0.2, 0.9, 0.1], 0.7), outputs(1, [0.0, 10.0, 10.0], 0.9, low=0.0, high=10.0)]
+    second = [outputs(0, [0.2, 0.9, 0.1], 0.7), outputs(1, [0.0, 10.0, 10.0], 0.9, val=[0.0, 10.0])]
     scored = score_members([first, second], labels)
     assert [c["member"] for c in scored.choices] == [0, 1]
     assert scored.composed_acc == 1.0
     assert scored.own_accs == [pytest.approx(2 / 3), 1.0]  # the first member alone calls image 1 class 0
-    votes = normalised_votes([o.test for o in second], [(o.low, o.high) for o in second])
-    assert votes[:, 1].tolist() == [0.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize("values, message", [

@@ -166,7 +166,8 @@ def composition(**change) -> dict:
               "model_acc": 0.9, "own_acc": 0.85}
     return {"schema": 3, "kind": "composition", "run_id": "digits/compositions/mwt/abc", "method": "mwt",
             "family": "cnn", "dataset": "digits", "dataset_args": {}, "preset": "smoke", "threshold": 0.9,
-            "settings": {}, "selection": "val_auc", "members": [member, dict(member, seed=1, run_id="digits/b")],
+            "settings": {}, "selection": "val_auc",
+            "votes": "standardised", "members": [member, dict(member, seed=1, run_id="digits/b")],
             "choices": [{"label": 0, "member": 1, "val_auc": 1.0}], "composed_acc": 0.93, "key": "k",
             "seconds": 1.0, "env": {}, **change}
 

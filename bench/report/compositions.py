@@ -26,7 +26,8 @@ COLUMNS = {  # figure -> (header, kind), as bench.report.display.COLUMNS
 }
 NOTE = ("Modules composed across models (GradSplitter's 'more accurate model'): per class, the module of the member "
         "whose logit of the class ranks the class highest on the validation images (ROC AUC), composed into one "
-        "classifier (votes min-max normalised by each module's range on validation images of its class). best / mean "
+        "classifier (each vote, the module's logit of its class, standardised by its mean and deviation on the "
+        "validation images). best / mean "
         "model: the members' trained models on the test images; Δ best: composed − best model; best own modules: the "
         "best member's own modules composed the same way; from: members whose modules were chosen, and for how many "
         "classes.")

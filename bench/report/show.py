@@ -138,7 +138,8 @@ def _rows(title: str, rows: Sequence[Mapping[str, Any]]) -> Table:
 
 def render_composition(composition: Composition) -> Group:
     """A composition record: what it composed, its members, whose module each class took, and its accuracy."""
-    identity = {key: composition[key] for key in ("run_id", "method", "family", "preset", "threshold", "selection")}
+    identity = {key: composition[key] for key in ("run_id", "method", "family", "preset", "threshold", "selection",
+                                                  "votes")}
     identity["dataset"] = label(composition["dataset"], composition["dataset_args"])
     identity.update({"settings": composition["settings"], "composed acc": composition["composed_acc"],
                      "seconds": composition["seconds"]})

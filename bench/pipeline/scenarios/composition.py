@@ -3,8 +3,8 @@ data set, model family, setting variant and threshold with two or more trained m
 models of the family), per class the module that ranks its class highest on the validation images
 (ROC AUC; the first member on ties), composed into one classifier and scored on the test images.
 
-Votes are each module's logit of its class, min-max normalised by its range on the validation
-images of the class (``bench.modular.votes``). A ``composition.json`` per member set is written beside
+Votes are each module's logit of its class, standardised by its mean and deviation on the
+validation images (``bench.modular.votes``). A ``composition.json`` per member set is written beside
 the data set's runs; it names the content it came from (``key``) and is recomputed when that changes.
 """
 
@@ -24,7 +24,7 @@ import torch
 from bench.errors import BenchError, CorruptArtifact
 from bench.grid.config import CellConfig
 from bench.grid.resolve import Resolved
-from bench.modular.votes import best_members, normalised_votes
+from bench.modular.votes import best_members, standardised_votes
 from bench.pipeline import layout, store
 from bench.pipeline.env import environment
 from bench.pipeline.scenarios.outputs import ClassOutputs
@@ -33,6 +33,7 @@ from bench.record import RECORD_SCHEMA, Composition, Record, as_composition, rea
 
 log = logging.getLogger("bench")
 SELECTION = "val_auc"  # per class, the module with the highest ROC AUC for its class on the validation images
+VOTES = "standardised"  # how a vote is put on the common scale (a change recomputes the compositions)
 
 
 class CompositionStep:
@@ -87,7 +88,7 @@ class CompositionStep:
         path = layout.composition_dir(self.ws.out / first.dataset.slug, first.method.name, folder) / "composition.json"
         start = time.perf_counter()
         outputs = [self._outputs(r, threshold) for r, _ in members]
-        key = key_of(outputs=[o.sha256 for per in outputs for o in per], selection=SELECTION,
+        key = key_of(outputs=[o.sha256 for per in outputs for o in per], selection=SELECTION, votes=VOTES,
                      models=[member["model_metrics"]["test_acc"] for _, member in members])
         with store.locked(path.parent):
             previous = _previous(path)
@@ -117,7 +118,7 @@ class CompositionStep:
         return {
             "schema": RECORD_SCHEMA, "kind": "composition", "method": first.method.name, "family": first.spec.family,
             "dataset": first.dataset.name, "dataset_args": first.dataset.kwargs, "preset": first.preset,
-            "threshold": threshold, "settings": settings, "selection": SELECTION,
+            "threshold": threshold, "settings": settings, "selection": SELECTION, "votes": VOTES,
             "members": [{"model": r.model.name, "model_args": r.model.kwargs, "seed": r.seed, "run_id": rec["run_id"],
                          "config_key": rec["config_key"], "model_acc": rec["model_metrics"]["test_acc"],
                          "own_acc": own} for (r, rec), own in zip(members, scored.own_accs, strict=True)],
@@ -147,8 +148,8 @@ def score_members(outputs: list[list[ClassOutputs]], labels: torch.Tensor) -> Sc
 
 
 def _accuracy(outputs: list[ClassOutputs], labels: torch.Tensor) -> float:
-    """Test accuracy of the argmax of the normalised votes of one module per class."""
-    votes = normalised_votes([o.test for o in outputs], [(o.low, o.high) for o in outputs])  # (N, classes)
+    """Test accuracy of the argmax of the standardised votes of one module per class."""
+    votes = standardised_votes([o.test for o in outputs], [o.val for o in outputs])  # (N, classes)
     return float((votes.argmax(1) == labels).double().mean())
 
 

@@ -17,7 +17,7 @@ from bench.data import BatchLoader, TensorData
 from bench.data.tensors import derive_seed
 from bench.grid.resolve import Resolved
 from bench.grid.scenarios import PatchSettings
-from bench.modular.patching import fit_calibration, joint_outputs, replace_column
+from bench.modular.patching import CALIBRATION_INPUTS, fit_calibration, joint_outputs, replace_column
 from bench.pipeline import layout, metrics
 from bench.pipeline.scenarios.outputs import ClassOutputs, ClassOutputsStage
 from bench.pipeline.scenarios.weak import Weak, WeakStage
@@ -54,7 +54,7 @@ class PatchStage(Stage):
         """The patched class's entries, one per strategy."""
         key = key_of(model=trained.sha256, modules=mask_digest(modules), weak=weak.trained.sha256, label=label,
                      settings=settings.values(), hparams=stage_values(r.hparams, "compose"),
-                     batch=r.recipe.batch_size, strategies=STRATEGIES)
+                     batch=r.recipe.batch_size, strategies=STRATEGIES, calibration=CALIBRATION_INPUTS)
 
         def compute() -> Stored:
             outputs = self.outputs.run(r, trained, modules, ctx, modules_settings, label)
