@@ -53,11 +53,16 @@ class ConvUnit(nn.Module):
             y = y * self.mask.to(y.dtype)[:, :, None, None]
         return F.relu(y) if self.relu else y
 
+    def signal(self, output: torch.Tensor) -> torch.Tensor:
+        """Per-sample channel activations (batch, units): the mean post-ReLU value of each feature map
+        (of its positive part, for a unit without its own ReLU)."""
+        return F.relu(output).mean(dim=(2, 3))
+
     def activity(self, output: torch.Tensor) -> torch.Tensor:
-        """Per-sample active channels (batch, units): mask > 0, or positive post-ReLU spatial mean."""
+        """Per-sample active channels (batch, units): mask > 0, or a positive signal."""
         if self.generator is not None and self.mask is not None:
             return self.mask > 0
-        return F.relu(output).mean(dim=(2, 3)) > 0
+        return self.signal(output) > 0
 
 
 class InvertedUnit(ConvUnit):
@@ -99,11 +104,16 @@ class LinearUnit(nn.Linear):
             y = y * (mask[:, None, :] if y.dim() == 3 else mask)
         return y
 
+    def signal(self, output: torch.Tensor) -> torch.Tensor:
+        """Per-sample neuron activations (batch, units): the positive part of the output, averaged over
+        tokens first."""
+        return F.relu(output.mean(dim=1) if output.dim() == 3 else output)
+
     def activity(self, output: torch.Tensor) -> torch.Tensor:
-        """Per-sample active neurons (batch, units): mask > 0, or positive mean over tokens."""
+        """Per-sample active neurons (batch, units): mask > 0, or a positive signal."""
         if self.generator is not None and self.mask is not None:
             return self.mask > 0
-        return (output.mean(dim=1) if output.dim() == 3 else output) > 0
+        return self.signal(output) > 0
 
 
 class Residual(nn.Module):
