@@ -126,7 +126,8 @@ def test_show_prints_what_a_record_says_about_itself(tmp_path):
     code, out, err = bench("show", path)
     assert code == 0, err
     for text in ("preset", "paper", "precision", "fp32", "deterministic", "False", "chance", "near chance",
-                 "last error", "CUDA out of memory", "2026-11-26T10:00:00+00:00", flagged["config_key"]):
+                 "last error", "CUDA out of memory", "2026-11-26T10:00:00+00:00", flagged["config_key"],
+                 "cost", "standard_train_seconds", "1.25x"):
         assert text in out, text
     code, out, _ = bench("show", path, "--json")
     assert code == 0 and json.loads(out) == flagged
@@ -136,7 +137,7 @@ def test_show_upgrades_a_schema1_record(tmp_path):
     (path,) = write_records(tmp_path, [make_record("nemo", schema=1)])
     code, out, _ = bench("show", path, "--json")
     shown = json.loads(out)
-    assert code == 0 and shown["schema"] == 2 and shown["precision"] == "fp32" and shown["baseline"] is None
+    assert code == 0 and shown["schema"] == 3 and shown["precision"] == "fp32" and shown["baseline"] is None
     code, out, _ = bench("show", path)
     assert code == 0 and "not recorded" in out
 

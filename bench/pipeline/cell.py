@@ -21,9 +21,9 @@ from bench.pipeline.stages.evaluate import EvaluateStage, Reference
 from bench.pipeline.stages.modularize import ModularizeStage
 from bench.pipeline.stages.record import Figures, RecordStage
 from bench.pipeline.stages.reuse import ReuseStage, mask_digest
-from bench.pipeline.stages.train import TrainStage
+from bench.pipeline.stages.train import Trained, TrainStage
 from bench.pipeline.workspace import Workspace
-from bench.record import Record, baseline_check, read_record
+from bench.record import Cost, Record, baseline_check, read_record, training_cost
 
 log = logging.getLogger("bench")
 
@@ -67,6 +67,7 @@ class CellRunner:
             figures.baseline = self._baseline(cell, r, ref, figures.model_metrics["test_acc"])
             for threshold in cell.grid.thresholds:
                 modules, figures.modularization = self.modularize.run(r, trained, threshold)
+                figures.cost = cost_of(trained, ref, figures.modularization["seconds"])
                 ctx = self.modularize.context(r, trained, threshold)
                 directory = self.record_dir(r, threshold)
                 figures.tasks = [self.reuse.run(r, trained, modules, ctx, directory, classes, ref)
@@ -129,6 +130,13 @@ class CellRunner:
                 return None
             records.append(record)
         return records
+
+
+def cost_of(trained: Trained, ref: Reference, modularize_seconds: float) -> Cost:
+    """What ``trained`` and its modules at one threshold cost, against ``ref``'s standard model's training."""
+    standard = ref.trained
+    return training_cost(trained.seconds, modularize_seconds, standard.seconds, trained.device, standard.device,
+                         trained.imported or standard.imported)
 
 
 def _module_file_verifies(directory: Path, task: dict) -> bool:

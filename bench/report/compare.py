@@ -2,7 +2,7 @@
 
 Pairs are records of the two methods on the same data set, model, preset, threshold and seed,
 and for task figures the same task; a figure of the whole record (model accuracy, cohesion,
-coupling) is paired once per seed. When a method was run in several configurations (a sweep),
+coupling, training cost) is paired once per seed. When a method was run in several configurations (a sweep),
 each pair of configurations is compared on its own, except that a swept setting both methods
 share must hold the same value on both sides. The interval is a 95% percentile bootstrap of the
 mean difference (10,000 resamples, seeded: the same records always give the same interval).
@@ -19,7 +19,7 @@ from bench.report.rows import CONFIG, swept_keys
 
 MATCH = ["dataset", "model", "preset", "threshold", "seed"]
 TASK_FIGURES = ("module_acc", "retention", "weight_retention", "flops_ratio", "latency_ratio")
-RECORD_FIGURES = ("test_acc", "cohesion", "coupling")
+RECORD_FIGURES = ("test_acc", "cohesion", "coupling", "cost_ratio")
 RESAMPLES = 10_000
 LEVEL = 0.95
 
@@ -123,7 +123,7 @@ def display_comparison(frame: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFram
     shown["pairs"] = frame["pairs"]
     shown["verdict"] = frame["verdict"]
     note = (f"Paired differences {a} − {b} over records of the same data set, model, preset, threshold and seed "
-            "(task figures: also the same task; model acc, cohesion and coupling: once per seed). Accuracies, "
+            "(task figures: also the same task; model acc, cohesion, coupling and cost: once per seed). Accuracies, "
             "retention, weights and FLOPs in percentage points. 95% percentile bootstrap interval of the mean "
             f"difference ({RESAMPLES:,} resamples, seeded); an interval that spans 0 is no measurable difference.")
     return shown, note

@@ -27,12 +27,15 @@ COLUMNS = {  # figure -> (header, kind); kinds: pct (share shown as %), pts, num
     "latency_ratio": ("latency", "ratio"),
     "latency_ratio_b1": ("latency b1", "ratio"),
     "train_seconds": ("train s", "int"),
+    "cost_ratio": ("cost", "ratio"),
 }
 FLAGS = {"chance": "chance", "below_method": "below method"}
 FOOTNOTE = ("module acc: reused module on its task; std acc: standard model, logits restricted to the task; "
             "weights, FLOPs, latency: reused module / standard model; retention: units kept (union over the "
             "task's classes); standard: every class's module is the whole model, so its retention is 100% and its "
-            "coupling 1 by definition. A FLOP is one multiply-add.")
+            "coupling 1 by definition. A FLOP is one multiply-add. cost: the method's training and module masks "
+            "(activity pass, search) over its standard model's training on the same device; a post-training method "
+            "(cnnsplitter) adds its search to the standard model it starts from.")
 
 
 def _missing(value: Any) -> bool:

@@ -65,6 +65,7 @@ def _record_row(record: Record) -> dict[str, Any]:
     }
     for part, names in RECORD_FIGURES.items():
         row.update({name: (record[part] or {}).get(name) for name in names})
+    row["cost_ratio"] = (record["cost"] or {}).get("ratio")
     return {**row, **config_values(record)}
 
 

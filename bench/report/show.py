@@ -83,6 +83,14 @@ def _baseline(record: Record) -> dict[str, Any]:
             **({"why": baseline["message"]} if baseline["message"] else {})}
 
 
+def _cost(record: Record) -> dict[str, Any]:
+    cost = record["cost"]
+    if cost is None:
+        return {"ratio": "not recorded"}
+    ratio = "not comparable (other device, or imported)" if cost["ratio"] is None else f"{cost['ratio']:.2f}x"
+    return {**{k: v for k, v in cost.items() if k != "ratio"}, "ratio": ratio}
+
+
 def task_table(tasks: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The per-task figures as a header and rows of shown values."""
     columns = list(dict.fromkeys(c for task in tasks for c in task if c not in HIDDEN_TASK_FIELDS))
@@ -100,7 +108,7 @@ def record_sections(record: Record) -> list[tuple[str, list[tuple[str, str]]]]:
         named = {**given["recipe"], **{f"{record['method']}.{k}": v for k, v in given["hparams"].items()}}
         sections.append(("--set values it ran with", flat_pairs(named)))
     parts = {"hyperparameters": record["hparams"], "recipe": record["recipe"], "environment": record["env"],
-             "model": record["model_metrics"], "modularization": record["modularization"]}
+             "model": record["model_metrics"], "modularization": record["modularization"], "cost": _cost(record)}
     return sections + [(title, flat_pairs(values)) for title, values in parts.items()]
 
 

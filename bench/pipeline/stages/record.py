@@ -18,7 +18,7 @@ from bench.errors import CorruptArtifact
 from bench.grid.resolve import Resolved
 from bench.pipeline import store
 from bench.pipeline.stages.base import Stage
-from bench.record import RECORD_SCHEMA, Baseline, Record, config_key, read_record, to_json
+from bench.record import RECORD_SCHEMA, Baseline, Cost, Record, config_key, read_record, to_json
 
 log = logging.getLogger("bench")
 TASK_PRIVATE = ("finetune_history", "module_sha256")  # kept in the task's own file, not in the record
@@ -33,6 +33,7 @@ class Figures:
     tasks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     baseline: Baseline | None = None
+    cost: Cost | None = None
 
 
 def _stale(path: Path, task: dict[str, Any], changed: Callable[[tuple[int, ...]], str | None] | None) -> bool:
@@ -63,7 +64,8 @@ class RecordStage(Stage):
             "deterministic": r.recipe.deterministic, "env": env,
             "model_metrics": figures.model_metrics, "modularization": figures.modularization,
             "tasks": [{k: v for k, v in t.items() if k not in TASK_PRIVATE} for t in figures.tasks],
-            "train_history": figures.history, "baseline": figures.baseline, "error": error, "last_error": None,
+            "train_history": figures.history, "baseline": figures.baseline, "cost": figures.cost,
+            "error": error, "last_error": None,
         }
         record["config_key"] = config_key(record)
         return record  # type: ignore[return-value]
