@@ -98,6 +98,7 @@ def run(config_file: Path | None, **given: Any) -> int:
       bench run --methods nemo,mwt --models vgg16,vit --preset smoke
       bench run --methods mwt --models resnet18:width=0.25 --tasks 0,1 --set mwt.beta=1.0
       bench run --methods nemo --set nemo.alpha=0.5,1.0,1.5 --tasks 0,1   # a sweep: three cells
+      bench run --methods mwt,nemo --seeds 0,1,2 --controls random,magnitude
       bench run --preset paper --datasets cifar10 --data-root ~/data --device cuda
     """
     from bench.api import run_values
@@ -118,13 +119,15 @@ def run(config_file: Path | None, **given: Any) -> int:
 
 
 def print_summary(records: list[dict[str, Any]], title: str) -> None:
-    """The comparison table of the records just written, on standard output."""
+    """The comparison table of the records just written (and each method's lead over its controls), on standard
+    output."""
     from rich.console import Console
 
-    from bench.report.tables import rich_table, summarize, task_rows
+    from bench.report.build import summary_content
+    from bench.report.tables import task_rows
 
     console = Console(width=None if sys.stdout.isatty() else 140)
-    console.print(rich_table(summarize(task_rows(records)), title=title))
+    console.print(summary_content(task_rows(records), "table", title))
 
 
 @cli.command()
@@ -133,8 +136,8 @@ def print_summary(records: list[dict[str, Any]], title: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of the terminal.")
 @click.option("--plots", type=click.Path(path_type=Path), help="Also draw comparison plots (PNG) into this folder.")
-@click.option("--compare", metavar="A,B", help="Paired difference A − B of every figure between two methods, "
-              "with a 95% bootstrap interval.")
+@click.option("--compare", metavar="A,B", help="Paired difference A − B of every figure between two methods (or a "
+              "method and its control: mwt,mwt:random), with a 95% bootstrap interval.")
 def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: str | None) -> int:
     """Render the comparison table from the records under a runs directory.
 
@@ -146,6 +149,7 @@ def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: 
       bench report --format md --out reports/digits.md --plots reports/
       bench report --runs runs/ --format latex
       bench report --compare mwt,nemo
+      bench report --compare mwt,mwt:random        # MwT's module against as many random units
     """
     from rich.console import Console
 

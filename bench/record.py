@@ -25,6 +25,7 @@ from bench.schema_check import check_value, quoted
 
 RECORD_SCHEMA = 3
 READABLE_SCHEMAS = (1, 2, 3)
+CONTROL_KINDS = ("random", "magnitude")  # the controls a task may hold (``bench.modular.controls`` draws them)
 CONFIG_FIELDS = ("method", "model", "model_args", "dataset", "dataset_args", "preset", "recipe", "hparams",
                  "precision")
 CHANCE_FACTOR = 1.5  # a standard model below 1.5x chance accuracy did not learn its data set

@@ -11,18 +11,22 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 from bench.errors import BenchError, StoreUnwritable
 from bench.grid.config import CellConfig
 from bench.grid.resolve import Resolved
 from bench.pipeline import layout, store
 from bench.pipeline.env import configure_kernels, environment
+from bench.pipeline.stages.controls import ControlStage
 from bench.pipeline.stages.evaluate import EvaluateStage, Reference
 from bench.pipeline.stages.modularize import ModularizeStage
 from bench.pipeline.stages.record import Figures, RecordStage
 from bench.pipeline.stages.reuse import ReuseStage, mask_digest
 from bench.pipeline.stages.train import Trained, TrainStage
 from bench.pipeline.workspace import Workspace
+from bench.protocol.method import StageContext
+from bench.protocol.modules import ModuleSet
 from bench.record import Cost, Record, baseline_check, read_record, training_cost
 
 log = logging.getLogger("bench")
@@ -37,6 +41,7 @@ class CellRunner:
         self.evaluate = EvaluateStage(ws, self.train)
         self.modularize = ModularizeStage(ws)
         self.reuse = ReuseStage(ws, self.evaluate)
+        self.controls = ControlStage(ws, self.reuse)
         self.record = RecordStage(ws)
         ws.locate = self.train.directory
 
@@ -70,7 +75,7 @@ class CellRunner:
                 figures.cost = cost_of(trained, ref, figures.modularization["seconds"])
                 ctx = self.modularize.context(r, trained, threshold)
                 directory = self.record_dir(r, threshold)
-                figures.tasks = [self.reuse.run(r, trained, modules, ctx, directory, classes, ref)
+                figures.tasks = [self._task(r, trained, modules, ctx, directory, classes, ref, cell.grid.controls)
                                  for classes in cell.grid.tasks]
                 changed = functools.partial(self.reuse.changed, r, directory, trained.sha256, mask_digest(modules),
                                             ref.trained.sha256)  # what changed for an earlier record's task
@@ -93,6 +98,14 @@ class CellRunner:
         for record in records:
             self.ws.emit("run_end", r, dict(record))
         return records
+
+    def _task(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, directory: Path,
+              classes: tuple[int, ...], ref: Reference, controls: tuple[str, ...]) -> dict[str, Any]:
+        """A task's record entry: its reused module, and the module's controls when the grid asks for them."""
+        entry = self.reuse.run(r, trained, modules, ctx, directory, classes, ref)
+        if controls:
+            entry["controls"] = self.controls.run(r, trained, modules, ctx, directory, classes, ref, entry, controls)
+        return entry
 
     def _baseline(self, cell: CellConfig, r: Resolved, ref: Reference, method_test_acc: float) -> dict | None:
         """The standard model's health, warned about in one line when it looks failed."""
@@ -121,6 +134,8 @@ class CellRunner:
                 return None
             tasks = {tuple(t["classes"]): t for t in record["tasks"]}
             if record["error"] is not None or not set(cell.grid.tasks) <= set(tasks):
+                return None
+            if not all(set(cell.grid.controls) <= set(tasks[c].get("controls", {})) for c in cell.grid.tasks):
                 return None
             if not all(_module_file_verifies(directory, tasks[c]) for c in cell.grid.tasks):
                 return None

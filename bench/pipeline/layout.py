@@ -11,6 +11,7 @@ and measuring settings), which holds the cell's record::
         standard-<classes>.json                   a standard model's accuracy on a task
         t<threshold>/modules-<key>.json  .pt      modularize stage (+ -search.pt: a search's checkpoint)
         t<threshold>/r<key>/<classes>.json  .pt   reuse stage, one per task (module weights in .pt)
+        t<threshold>/r<key>/controls/<classes>-<kind>.json  .pt   a task's control (its masks in .pt)
         t<threshold>/r<key>/record.json           the cell's record
 
 Folder names hash *settings* only, so a record's place is known before anything is computed;
@@ -49,3 +50,8 @@ def reuse_dir(train_dir: Path, threshold: float, settings: str) -> Path:
 def task_file(directory: Path, classes: tuple[int, ...]) -> Path:
     """A task's reuse-stage JSON file inside a reuse folder."""
     return directory / f"{classes_label(classes)}.json"
+
+
+def control_file(directory: Path, classes: tuple[int, ...], kind: str) -> Path:
+    """A task's control (``random``, ``magnitude``) inside a reuse folder."""
+    return directory / "controls" / f"{classes_label(classes)}-{kind}.json"

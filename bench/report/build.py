@@ -7,22 +7,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from rich.table import Table
+from rich.console import Group, RenderableType
 
 from bench.errors import UsageError
 from bench.record import Record
 from bench.report.compare import compare_methods, display_comparison
+from bench.report.controls import NOTE, control_leads, display_leads, leads_text
 from bench.report.display import display_frame, footnote
 from bench.report.output import writing
 from bench.report.page import html_page, records_of_rows
 from bench.report.tables import frame_table, render, render_frames, rich_table, summarize, task_rows
+
+COLLAPSE = ("dataset", "model", "preset", "threshold")  # columns of one value move into a terminal table's title
+LEAD_RIGHT = {"lead (pts)", "95% interval", "pairs"}
 
 
 @dataclass
 class Built:
     """What a report produced: text (or a rich table for the terminal) and the plot files written."""
 
-    content: str | Table
+    content: str | RenderableType
     plots: list[Path] = field(default_factory=list)
 
 
@@ -30,8 +34,26 @@ def parse_pair(text: str) -> tuple[str, str]:
     """'mwt,nemo' -> ('mwt', 'nemo'); a one-line error otherwise."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     if len(names) != 2:
-        raise UsageError(f"--compare takes two methods separated by a comma, e.g. --compare mwt,nemo (got '{text}')")
+        raise UsageError(f"--compare takes two methods separated by a comma, e.g. --compare mwt,nemo or a method "
+                         f"and its control, --compare mwt,mwt:random (got '{text}')")
     return names[0], names[1]
+
+
+def summary_content(rows: pd.DataFrame, fmt: str, title: str = "modbench") -> str | RenderableType:
+    """The comparison table in ``fmt`` (not html: ``html_page``), followed (but in csv and json, which hold one
+    table: its ``lead_*`` columns) by each method's lead over its controls with 95% intervals, when the records
+    hold controls."""
+    summary = summarize(rows)
+    leads = control_leads(rows)
+    if fmt == "table":
+        table = rich_table(summary, title)
+        if leads.empty:
+            return table
+        return Group(table, frame_table(display_leads(leads), "lead over controls", NOTE, LEAD_RIGHT, COLLAPSE))
+    text = render(summary, fmt)
+    if leads.empty or fmt in ("csv", "json"):
+        return text
+    return text + "\n" + render_frames(leads, display_leads(leads), NOTE, fmt)
 
 
 def build_report(records: list[Record], runs: Path, fmt: str, compare: str | None = None,
@@ -55,19 +77,19 @@ def build_report(records: list[Record], runs: Path, fmt: str, compare: str | Non
         shown, note = display_comparison(frame, *pair)
         right = {f"{pair[0]} − {pair[1]}", "95% interval", "pairs"}
         title = f"{pair[0]} vs {pair[1]}"
-        collapse = ("dataset", "model", "preset", "threshold")
         if fmt == "html":
             built.content = html_page(shown, note, f"modbench: {title}", images=_images(rows, built.plots, plots))
         else:
-            built.content = (frame_table(shown, title, note, right, collapse) if fmt == "table"
+            built.content = (frame_table(shown, title, note, right, COLLAPSE) if fmt == "table"
                              else render_frames(frame, shown, note, fmt))
     else:
         summary = summarize(rows)
         if fmt == "html":
-            built.content = html_page(display_frame(summary), footnote(summary), "modbench results",
+            note = " ".join(filter(None, (footnote(summary), leads_text(control_leads(rows)))))
+            built.content = html_page(display_frame(summary), note, "modbench results",
                                       records_of_rows(summary, records), _images(rows, built.plots, plots))
         else:
-            built.content = rich_table(summary) if fmt == "table" else render(summary, fmt)
+            built.content = summary_content(rows, fmt)
     return built
 
 
