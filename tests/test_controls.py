@@ -204,3 +204,21 @@ def test_a_record_rewritten_without_controls_keeps_the_earlier_ones():
     merged = merged_tasks(now, earlier)
     assert [t["classes"] for t in merged] == [[0, 1], [2, 3], [4, 5]]
     assert set(merged[0]["controls"]) == {"random", "magnitude"} and "controls" not in merged[1]
+
+
+@pytest.mark.parametrize("kind", ["random", "magnitude"])
+def test_a_vit_control_pairs_as_many_query_and_key_dims_as_the_module(kind):
+    from bench.modular.controls import magnitude_like, paired_keys
+
+    layers, sizes = ["blocks.1.attn.q", "blocks.1.attn.k", "blocks.1.attn.v"], [8, 8, 8]
+    keep = torch.zeros(24, dtype=torch.bool)
+    keep[[0, 1, 2, 3, 8 + 2, 8 + 3, 8 + 4, 8 + 5, 16, 17, 18]] = True  # q and k share 2 dims
+    scores = torch.arange(24, dtype=torch.float64).flip(0)  # lower index, higher score
+    generator = torch.Generator().manual_seed(0)
+    drawn = random_like(keep, sizes, generator) if kind == "random" else magnitude_like(keep, scores, sizes)
+    control = paired_keys(drawn, keep, layers, sizes, scores if kind == "magnitude" else None, generator)
+    q, k, v = torch.split(control, sizes)
+    assert (int(q.sum()), int(k.sum()), int(v.sum()), int((q & k).sum())) == (4, 4, 3, 2)
+    assert torch.equal(q, torch.split(drawn, sizes)[0]) and torch.equal(v, torch.split(drawn, sizes)[2])
+    if kind == "magnitude":  # queries 0-3; keys: the best 2 of those, then the best 2 of the rest
+        assert k.nonzero().flatten().tolist() == [0, 1, 4, 5]

@@ -8,6 +8,8 @@ input channels and window, a neuron's over its inputs; ties go to the lower inde
 a ``ModuleSet`` the method composes exactly like its own: for a method that composes one module per
 class (``per_class``), each target class's module gets a control of its own per-layer counts; for
 the others every target class gets the control of the task's module (the union of its classes).
+In a ViT's attention a module computes only the dims its queries and keys both keep; a control's keys
+are drawn so that as many pair with its queries (``paired_keys``).
 """
 
 from __future__ import annotations
@@ -24,29 +26,55 @@ from bench.modular.rounding import task_keep
 from bench.protocol.modules import ModuleSet
 from bench.record import CONTROL_KINDS
 
-__all__ = ["CONTROL_KINDS", "control_modules", "magnitude_like", "matched_masks", "random_like", "unit_l1"]
+__all__ = ["CONTROL_KINDS", "choose", "control_modules", "magnitude_like", "matched_masks", "paired_keys",
+           "random_like", "unit_l1"]
+
+
+def choose(candidates: torch.Tensor, count: int, scores: torch.Tensor | None = None,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """A bool mask of ``count`` units among the ``candidates`` (a bool mask of one layer): those of the highest
+    ``scores`` (ties: the lower index), or, without scores, drawn uniformly from ``generator``."""
+    pool = candidates.nonzero().flatten()
+    if scores is None:
+        order = pool[torch.randperm(len(pool), generator=generator)]
+    else:
+        order = pool[torch.sort(-scores[pool], stable=True).indices]
+    chosen = torch.zeros_like(candidates)
+    chosen[order[:count]] = True
+    return chosen
 
 
 def random_like(keep: torch.Tensor, sizes: Sequence[int], generator: torch.Generator) -> torch.Tensor:
     """A (units,) mask keeping, in each layer of ``sizes`` (concatenated), as many units as ``keep``, drawn
     uniformly without replacement from ``generator``."""
-    parts = []
-    for part in torch.split(keep, list(sizes)):
-        chosen = torch.zeros_like(part)
-        chosen[torch.randperm(len(part), generator=generator)[:int(part.sum())]] = True
-        parts.append(chosen)
-    return torch.cat(parts)
+    return torch.cat([choose(torch.ones_like(part), int(part.sum()), generator=generator)
+                      for part in torch.split(keep, list(sizes))])
 
 
 def magnitude_like(keep: torch.Tensor, scores: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     """A (units,) mask keeping, in each layer, as many units as ``keep``: those of the highest ``scores``
     (ties: the lower index)."""
-    parts = []
-    for part, score in zip(torch.split(keep, list(sizes)), torch.split(scores, list(sizes)), strict=True):
-        chosen = torch.zeros_like(part)
-        chosen[torch.sort(-score, stable=True).indices[:int(part.sum())]] = True
-        parts.append(chosen)
-    return torch.cat(parts)
+    return torch.cat([choose(torch.ones_like(part), int(part.sum()), score)
+                      for part, score in zip(torch.split(keep, list(sizes)), torch.split(scores, list(sizes)),
+                                             strict=True)])
+
+
+def paired_keys(control: torch.Tensor, keep: torch.Tensor, layers: Sequence[str], sizes: Sequence[int],
+                scores: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``control`` with each attention's key dims redrawn so that as many of them pair with a kept query dim
+    as in ``keep``: a ViT module computes only the dims its q and k both keep, so a control matching q and
+    k apart would compute fewer. Keys are drawn among the control's kept query dims, then among the others."""
+    starts = dict(zip(layers, torch.tensor([0, *sizes]).cumsum(0).tolist(), strict=False))
+    control = control.clone()
+    for name in layers:
+        if not name.endswith("attn.q") or name[:-1] + "k" not in starts:
+            continue
+        q, k = (slice(starts[n], starts[n] + sizes[layers.index(n)]) for n in (name, name[:-1] + "k"))
+        both, keys = int((keep[q] & keep[k]).sum()), int(keep[k].sum())
+        key_scores = None if scores is None else scores[k]
+        control[k] = (choose(control[q], both, key_scores, generator)
+                      | choose(~control[q], keys - both, key_scores, generator))
+    return control
 
 
 def unit_l1(model: nn.Module, layers: Sequence[str]) -> torch.Tensor:
@@ -93,6 +121,7 @@ def control_modules(modules: ModuleSet, kept: dict[int, torch.Tensor], kind: str
         if control is None:
             control = (random_like(kept[c], modules.sizes, generator) if scores is None
                        else magnitude_like(kept[c], scores, modules.sizes))
+            control = paired_keys(control, kept[c], modules.layers, modules.sizes, scores, generator)
             drawn.append((kept[c], control))
         masks[c] = control
     return replace(modules, masks=masks)
