@@ -16,7 +16,7 @@ from bench.pipeline import layout, store
 from bench.record import Record, read_record
 from bench.report.rows import label
 
-HIDDEN_TASK_FIELDS = ("seconds", "module_file")
+HIDDEN_TASK_FIELDS = ("seconds", "module_file", "controls")  # controls: a table of their own
 
 
 def find_record(run: Path, runs: Path) -> Record:
@@ -97,6 +97,21 @@ def task_table(tasks: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list
     return columns, [[cell_text(task.get(c, "–")) for c in columns] for task in tasks]
 
 
+def control_rows(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per task and control: the task's classes, the control's kind and its figures."""
+    return [{"task": ",".join(map(str, task["classes"])), "control": kind, **figures}
+            for task in tasks for kind, figures in (task.get("controls") or {}).items()]
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(Text(v) for v in row))
+    return table
+
+
 def record_sections(record: Record) -> list[tuple[str, list[tuple[str, str]]]]:
     """The record as titled key/value sections: identity, baseline, last error, settings, environment, figures."""
     sections = [("run", flat_pairs(_identity(record))), ("baseline", flat_pairs(_baseline(record)))]
@@ -116,11 +131,9 @@ def render_record(record: Record) -> Group:
     """A record as a few small tables: identity, baseline, last error, settings, environment, figures, tasks."""
     parts: list[Any] = [_pairs(title, pairs) for title, pairs in record_sections(record)]
     if record["tasks"]:
-        columns, rows = task_table(record["tasks"])
-        table = Table(title="tasks", title_justify="left")
-        for column in columns:
-            table.add_column(column, justify="right")
-        for row in rows:
-            table.add_row(*(Text(v) for v in row))
-        parts.append(table)
+        parts.append(_table("tasks", *task_table(record["tasks"])))
+    controls = control_rows(record["tasks"])
+    if controls:
+        parts.append(_table("controls (as many units per layer as the module, chosen another way)",
+                            *task_table(controls)))
     return Group(*parts)
