@@ -43,7 +43,7 @@ def forced(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
     return reference.eval()
 
 
-@pytest.mark.parametrize("name", ["simcnn", "rescnn", "resnet18"])
+@pytest.mark.parametrize("name", ["simcnn", "rescnn", "resnet18", "mobilenetv2"])
 def test_a_soft_module_computes_the_modular_model_with_dropped_units_off(name):
     model = modular(CNNS[name])
     keep = random_keep(model, seed=2)

@@ -59,7 +59,7 @@ def _extract_layer(layer: nn.Module, name: str, live: torch.Tensor, cut: _Cut) -
                                      int(union.sum()), layer.relu)
         return residual, union
     if isinstance(layer, nn.Sequential):
-        return _extract_sequence(layer, name, live, masks)
+        return _extract_sequence(layer, name, live, cut)
     if isinstance(layer, PASSTHROUGH):
         return copy.deepcopy(layer), live
     raise ValueError(f"cannot extract {type(layer).__name__} at {name!r}: CNN features may hold only "
