@@ -100,6 +100,7 @@ def run(config_file: Path | None, **given: Any) -> int:
       bench run --methods mwt --models resnet18:width=0.25 --tasks 0,1 --set mwt.beta=1.0
       bench run --methods nemo --set nemo.alpha=0.5,1.0,1.5 --tasks 0,1   # a sweep: three cells
       bench run --scenario patch --seeds 0,1   # also patch a weak model; compose across the seeds
+      bench run --methods mwt,nemo --seeds 0,1,2 --controls random,magnitude
       bench run --preset paper --datasets cifar10 --data-root ~/data --device cuda
     """
     from bench.api import run_values
@@ -142,15 +143,17 @@ def print_summary(records: list[dict[str, Any]], title: str, runs: Path | None =
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of the terminal.")
 @click.option("--plots", type=click.Path(path_type=Path), help="Also draw comparison plots (PNG) into this folder.")
-@click.option("--compare", metavar="A,B", help="Paired difference A − B of every figure between two methods, "
-              "with a 95% bootstrap interval.")
-@click.option("--table", type=click.Choice(TABLES), help="Only this table: the reused modules, the patching scenario "
-              "or the modules composed across models (csv and json hold one table: the modules unless this says).")
+@click.option("--compare", metavar="A,B", help="Paired difference A − B of every figure between two methods (or a "
+              "method and its control: mwt,mwt:random), with a 95% bootstrap interval.")
+@click.option("--table", type=click.Choice(TABLES), help="Only this table: the reused modules, their lead over the "
+              "controls, the patching scenario or the modules composed across models (csv and json hold one table: "
+              "the modules unless this says).")
 def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: str | None, table: str | None) -> int:
     """Render the comparison tables from the records under a runs directory.
 
-    The reused modules' table, then (where the runs have them) the patching scenario's and the modules
-    composed across models. A record file that cannot be read is named in a warning and skipped.
+    The reused modules' table, then (where the runs have them) each method's lead over its controls, the
+    patching scenario's and the modules composed across models. A record file that cannot be read is named
+    in a warning and skipped.
 
     \b
     Examples:
@@ -159,6 +162,7 @@ def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: 
       bench report --runs runs/ --format latex
       bench report --compare mwt,nemo
       bench report --table patch --format csv
+      bench report --compare mwt,mwt:random        # MwT's module against as many random units
     """
     from rich.console import Console
 

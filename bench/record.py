@@ -9,9 +9,11 @@ text atomically themselves (this module sits below the pipeline and imports none
 Schema 2 is schema 1 plus ``precision``, ``deterministic``, ``config_key``, ``baseline`` and
 ``last_error``, a few optional per-task figures (batch-1 latency, CNNSplitter's merged module)
 and optional ``method_metrics`` / ``empty_layer_fallbacks`` under ``modularization``. Schema 3
-adds the optional ``patching`` section (``--scenario patch``), and a second kind of record: a
-``composition.json`` (``Composition``), the class modules of several trained models composed into
-one classifier, read through ``read_composition``.
+adds ``cost`` (the method's training and module search against its standard model's training;
+None in a record upgraded from an older schema), per task the optional ``controls``, the optional
+``patching`` section (``--scenario patch``), and a second kind of record: a ``composition.json``
+(``Composition``), the class modules of several trained models composed into one classifier, read
+through ``read_composition``.
 """
 
 import hashlib
@@ -26,6 +28,7 @@ from bench.schema_check import check_value, quoted
 
 RECORD_SCHEMA = 3
 READABLE_SCHEMAS = (1, 2, 3)
+CONTROL_KINDS = ("random", "magnitude")  # the controls a task may hold (``bench.modular.controls`` draws them)
 CONFIG_FIELDS = ("method", "model", "model_args", "dataset", "dataset_args", "preset", "recipe", "hparams",
                  "precision")
 CHANCE_FACTOR = 1.5  # a standard model below 1.5x chance accuracy did not learn its data set
@@ -60,6 +63,18 @@ class Modularization(TypedDict):
     empty_layer_fallbacks: NotRequired[int]  # class modules whose layer needed the empty-layer rule
 
 
+class ControlMetrics(TypedDict):
+    """A control of a reused module: as many units per layer, chosen another way, reused the same way."""
+
+    module_acc: float
+    module_acc_before_finetune: float
+    finetune_kept: NotRequired[bool]
+    params: int
+    weight_retention: float
+    flops_ratio: float
+    same_as_module: NotRequired[bool]  # the module keeps every unit: its control is the module itself
+
+
 class TaskMetrics(TypedDict):
     """One reused module: its task's classes, accuracy, size and speed against the standard model."""
 
@@ -85,6 +100,7 @@ class TaskMetrics(TypedDict):
     flops_merged: NotRequired[int]
     weight_retention_merged: NotRequired[float]
     flops_ratio_merged: NotRequired[float]
+    controls: NotRequired[dict[str, ControlMetrics]]  # per control kind ('random', 'magnitude')
 
 
 class PatchEntry(TypedDict):
@@ -128,6 +144,22 @@ class Baseline(TypedDict):
     message: str | None
 
 
+class Cost(TypedDict):
+    """What the method's model cost to make, against its standard model's training.
+
+    ``ratio`` is (train + modularize) / standard train: None when the two were trained on different
+    devices, or either was imported (no training time). A post-training method trains nothing of its
+    own (its ``train_seconds`` is ~0): its ratio is its search, on top of the standard model it reuses.
+    """
+
+    train_seconds: float
+    modularize_seconds: float  # module masks at this threshold: the activity pass, a search
+    standard_train_seconds: float
+    device: str | None  # where the method's model was trained (None: not known, trained before schema 3)
+    standard_device: str | None
+    ratio: float | None
+
+
 class LastError(TypedDict):
     """A re-run that failed while the record's figures stayed valid."""
 
@@ -168,6 +200,7 @@ class Record(TypedDict):
     tasks: list[TaskMetrics]
     train_history: list[dict[str, Any]]
     baseline: Baseline | None  # None: not applicable (no trained standard model) or not recorded (schema 1)
+    cost: Cost | None  # None: not recorded (schema 1 and 2) or no figures (a failed cell)
     error: str | None  # the first run's failure: the record holds no figures
     last_error: LastError | None
     patching: NotRequired[Patching]  # schema 3, with --scenario patch
@@ -254,6 +287,18 @@ def baseline_check(standard_test_acc: float, method_test_acc: float, num_classes
                     message=message)
 
 
+def training_cost(train_seconds: float, modularize_seconds: float, standard_train_seconds: float,
+                  device: str | None, standard_device: str | None, imported: bool = False) -> Cost:
+    """The cost of a method's model against its standard model's training: the rule every record's ``cost``
+    follows (``imported``: either model was imported, so a training time is missing)."""
+    comparable = not imported and standard_train_seconds > 0 and (device is None or standard_device is None
+                                                                  or device == standard_device)
+    ratio = (train_seconds + modularize_seconds) / standard_train_seconds if comparable else None
+    return Cost(train_seconds=train_seconds, modularize_seconds=modularize_seconds,
+                standard_train_seconds=standard_train_seconds, device=device, standard_device=standard_device,
+                ratio=ratio)
+
+
 def validate(record: Any, source: str = "record") -> Record:
     """``record`` itself when it is a valid record of the current schema; BadRecord naming ``source`` otherwise."""
     _check_schema(record, source)
@@ -274,7 +319,7 @@ def as_record(obj: Any, source: str = "record") -> Record:
             raise BadRecord(f"{source}: invalid record: missing {quoted(missing)}")
         obj = upgrade_schema1(obj)
     if obj["schema"] == 2:
-        obj = {**obj, "schema": 3}  # schema 3 only adds optional fields
+        obj = upgrade_schema2(obj)
     return validate(obj, source)
 
 
@@ -358,3 +403,8 @@ def upgrade_schema1(old: Mapping[str, Any]) -> dict[str, Any]:
     record["last_error"] = None
     return record
 
+
+
+def upgrade_schema2(old: Mapping[str, Any]) -> dict[str, Any]:
+    """A schema-2 record as schema 3: no cost (the standard model's training time was not recorded)."""
+    return {**old, "schema": 3, "cost": None}

@@ -136,6 +136,7 @@ class CNNSplitter(Method):
     families = ("cnn",)
     Hparams = CNNSplitterHparams
     starts_from = "standard"
+    per_class_modules = True
 
     def train(self, ctx: TrainContext) -> TrainedModel:
         """The standard model as it is (or the published folder's trained model): nothing is trained."""

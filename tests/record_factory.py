@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.record import CONFIG_FIELDS, RECORD_SCHEMA, baseline_check, config_key
+from bench.record import CONFIG_FIELDS, RECORD_SCHEMA, baseline_check, config_key, training_cost
 
 RECIPE = {"epochs": 2, "batch_size": 32, "optimizer": "sgd", "lr": 0.05, "weight_decay": 0.0, "momentum": 0.9,
           "nesterov": True, "schedule": "cosine", "warmup_epochs": 0, "finetune_epochs": 1, "finetune_lr": 0.05,
@@ -54,6 +54,8 @@ def make_record(method: str = "mwt", seed: int = 0, *, model: str = "simcnn", mo
         record["config_key"] = config_key(record)
         std = test_acc if standard_test_acc is None else standard_test_acc
         record["baseline"] = None if error else baseline_check(std, test_acc, num_classes)
+    if schema >= 3:
+        record["cost"] = None if error else training_cost(12.0, 0.5, 10.0, "AMD EPYC", "AMD EPYC")
     record.update(fields)
     if schema >= 2 and "config_key" not in fields and CONFIG_FIELDS & fields.keys():
         record["config_key"] = config_key(record)

@@ -17,6 +17,7 @@ from bench.record import (
     read_composition,
     read_record,
     to_json,
+    training_cost,
     validate,
 )
 
@@ -27,8 +28,11 @@ def write(tmp_path, content: bytes | str, name: str = "record.json"):
     return path
 
 
-def test_a_record_reads_back_as_written(tmp_path):
-    record = make_record("nemo", tasks=[task([0, 1], 0.97, latency_ratio_b1=0.7, flops_merged=1200)],
+def test_a_schema3_record_reads_back_as_written(tmp_path):
+    control = {"module_acc": 0.9, "module_acc_before_finetune": 0.5, "finetune_kept": True, "params": 500,
+               "weight_retention": 0.5, "flops_ratio": 0.6}
+    record = make_record("nemo", tasks=[task([0, 1], 0.97, latency_ratio_b1=0.7, flops_merged=1200,
+                                             controls={"random": control})],
                          modularization={"threshold": 0.9, "unit": "kernel", "units_total": 100, "retention": 0.5,
                                          "cohesion": 0.9, "coupling": 0.3, "seconds": 0.5,
                                          "method_metrics": {"candidates_per_second": 12.5},
@@ -36,7 +40,29 @@ def test_a_record_reads_back_as_written(tmp_path):
     path = write(tmp_path, to_json(record))
     assert read_record(path) == record
     assert json.loads(path.read_text())["schema"] == RECORD_SCHEMA == 3
+    assert record["cost"]["ratio"] == (12.0 + 0.5) / 10.0
 
+
+def test_a_schema2_record_is_upgraded_in_memory_without_a_cost(tmp_path):
+    old = make_record("mwt", schema=2)
+    assert "cost" not in old
+    record = read_record(write(tmp_path, json.dumps(old)))
+    assert record["schema"] == 3 and record["cost"] is None
+    assert {k: v for k, v in record.items() if k not in ("schema", "cost")} == \
+        {k: v for k, v in old.items() if k != "schema"}
+
+
+@pytest.mark.parametrize("seconds, devices, imported, ratio", [
+    ((20.0, 5.0, 10.0), ("cpu", "cpu"), False, 2.5),
+    ((0.001, 40.0, 10.0), ("cpu", None), False, 4.0001),  # a post-training method's search; a device unknown
+    ((20.0, 5.0, 10.0), ("NVIDIA H100", "cpu"), False, None),  # not the same device
+    ((20.0, 5.0, 0.0), ("cpu", "cpu"), True, None),  # an imported standard model: no training time
+    ((20.0, 5.0, 10.0), ("cpu", "cpu"), True, None),
+])
+def test_training_cost_rule(seconds, devices, imported, ratio):
+    cost = training_cost(*seconds, *devices, imported=imported)
+    assert cost["ratio"] == pytest.approx(ratio) if ratio is not None else cost["ratio"] is None
+    assert (cost["train_seconds"], cost["modularize_seconds"], cost["standard_train_seconds"]) == seconds
 
 def test_a_schema1_record_is_upgraded_in_memory(tmp_path):
     old = make_record("mwt", schema=1, recipe={"precision": "auto"})
@@ -45,7 +71,7 @@ def test_a_schema1_record_is_upgraded_in_memory(tmp_path):
     del old["dataset_args"], old["train_history"]  # the earliest schema-1 records lack both
     record = read_record(write(tmp_path, json.dumps(old)))
     assert record["schema"] == 3 and record["precision"] == "fp32" and record["deterministic"] is False
-    assert record["baseline"] is None and record["last_error"] is None
+    assert record["baseline"] is None and record["last_error"] is None and record["cost"] is None
     assert record["dataset_args"] == {} and record["train_history"] == []
     assert record["config_key"] == config_key(record)
     on_gpu = as_record(dict(old, env={**old["env"], "device": "NVIDIA H100 80GB HBM3"}))
@@ -114,6 +140,9 @@ def test_a_bad_file_is_one_line_naming_it(tmp_path, content, message):
      "'tasks[0].module_acc' should be a number, got 'high'"),
     ({"model_metrics": {"test_acc": True, "params": 1, "flops": 1, "train_seconds": 1.0}},
      "'model_metrics.test_acc' should be a number, got true"),
+    ({"cost": {"train_seconds": 1.0}}, "'cost' is missing 5 fields"),
+    ({"tasks": [task([0, 1], 0.9, controls={"random": {"module_acc": 0.9}})]},
+     "'tasks[0].controls.random' is missing 'flops_ratio', 'module_acc_before_finetune', 'params', 'weight_retention'"),
 ])
 def test_a_field_of_the_wrong_type_is_named(change, message):
     with pytest.raises(BadRecord, match=r"^somewhere: invalid record: ") as info:

@@ -175,3 +175,19 @@ def test_two_records_of_one_configuration_seed_and_threshold_count_once_the_newe
     assert loaded.skipped == [f"{old_path}: an older record of the configuration, seed and threshold of {new_path}"]
     table = raw(summarize(task_rows(loaded.records))).set_index("method")
     assert table.loc["mwt", "n"] == 2 and abs(table.loc["mwt", "module_acc_mean"] - 0.8) < 1e-9
+
+
+def test_the_training_cost_is_a_column_in_every_format():
+    from bench.record import training_cost
+
+    records = [make_record("standard", seed, cost=training_cost(10.0, 0.5, 10.0, "cpu", "cpu")) for seed in (0, 1)]
+    records += [make_record("mwt", seed, cost=training_cost(12.0 + 2 * seed, 1.0, 10.0, "cpu", "cpu"))
+                for seed in (0, 1)]
+    records.append(make_record("nemo", cost=training_cost(12.0, 1.0, 10.0, "NVIDIA H100", "cpu")))  # not comparable
+    summary = summarize(task_rows(records))
+    costs = raw(summary).set_index("method")["cost_ratio_mean"]
+    assert costs["mwt"] == pytest.approx(1.4) and costs["standard"] == pytest.approx(1.05)
+    assert pd.isna(costs["nemo"])
+    assert json.loads(render(summary, "json"))[0]["cost_ratio_mean"] is not None
+    for fmt, text in every_format(summary).items():
+        assert "cost" in text and "1.40 ± 0.14x" in text.replace(r"$\pm$", "±"), fmt

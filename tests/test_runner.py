@@ -74,11 +74,12 @@ def calls(monkeypatch) -> Calls:
 
 
 def without_timings(value: Any) -> Any:
-    """``value`` without what legitimately differs between runs: start time, seconds, latency (and the
-    git commit, which a concurrent commit in the checkout may change while the suite runs)."""
+    """``value`` without what legitimately differs between runs: start time, seconds, latency, the cost ratio
+    (and the git commit, which a concurrent commit in the checkout may change while the suite runs)."""
     if isinstance(value, dict):
         return {k: without_timings(v) for k, v in value.items()
-                if not k.endswith("seconds") and not k.startswith("latency_ratio") and k not in ("started", "git")}
+                if not k.endswith("seconds") and not k.startswith("latency_ratio")
+                and k not in ("started", "git", "ratio")}
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
@@ -104,6 +105,11 @@ def assert_complete(record: dict, tasks: tuple[tuple[int, ...], ...] = TASKS) ->
         assert filled(record["model_metrics"].get(key)), f"model_metrics.{key}"
     for key in ("threshold", "unit", "units_total", "retention", "cohesion", "coupling", "seconds"):
         assert filled(record["modularization"].get(key)), f"modularization.{key}"
+    cost = record["cost"]
+    assert cost["device"] == cost["standard_device"] == record["env"]["device"]
+    assert cost["ratio"] == pytest.approx((cost["train_seconds"] + cost["modularize_seconds"])
+                                          / cost["standard_train_seconds"])
+    assert cost["modularize_seconds"] == record["modularization"]["seconds"]
     assert [tuple(t["classes"]) for t in record["tasks"]] == list(tasks)
     for task in record["tasks"]:
         for key in TASK_FIELDS:

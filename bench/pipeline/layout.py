@@ -11,6 +11,7 @@ and measuring settings), which holds the cell's record::
         standard-<classes>.json                   a standard model's accuracy on a task
         t<threshold>/modules-<key>.json  .pt      modularize stage (+ -search.pt: a search's checkpoint)
         t<threshold>/r<key>/<classes>.json  .pt   reuse stage, one per task (module weights in .pt)
+        t<threshold>/r<key>/controls/<classes>-<kind>.json  .pt   a task's control (its masks in .pt)
         t<threshold>/r<key>/record.json           the cell's record
         t<threshold>/r<key>/patch-<class>.json    patching scenario, one per patched class
         t<threshold>/c<key>/<class>.json  .pt     one class module's outputs (patching, composing)
@@ -73,3 +74,8 @@ def patch_file(directory: Path, label: int) -> Path:
 def composition_dir(dataset_dir: Path, method: str, key: str) -> Path:
     """A composition across models: ``<dataset>/compositions/<method>/<key>/composition.json`` lives there."""
     return dataset_dir / "compositions" / method / key
+
+
+def control_file(directory: Path, classes: tuple[int, ...], kind: str) -> Path:
+    """A task's control (``random``, ``magnitude``) inside a reuse folder."""
+    return directory / "controls" / f"{classes_label(classes)}-{kind}.json"

@@ -34,6 +34,7 @@ DEFAULT_PLUGINS = (
     "methods.mwt",
     "methods.nemo",
     "methods.cnnsplitter",
+    "methods.moda",
     "bench.loggers.tensorboard",
 )
 ENTRY_POINT_GROUP = "modbench"

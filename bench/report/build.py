@@ -21,16 +21,19 @@ from rich.text import Text
 from bench.errors import UsageError
 from bench.record import Composition, Record
 from bench.report import compositions as composed
-from bench.report import patching
+from bench.report import controls, patching
 from bench.report.compare import compare_methods, display_comparison
 from bench.report.display import display_frame, footnote
 from bench.report.output import writing
 from bench.report.page import html_page, records_of_rows
 from bench.report.tables import frame_table, raw_frame, render_frames, rich_table, summarize, task_rows
 
-TABLES = ("modules", "patch", "composition")
-HEADINGS = {"modules": "modbench results", "patch": "Patching a weak model",
+TABLES = ("modules", "controls", "patch", "composition")
+HEADINGS = {"modules": "modbench results", "controls": "lead over controls", "patch": "Patching a weak model",
             "composition": "Modules composed across models"}
+
+COLLAPSE = ("dataset", "model", "preset", "threshold")  # columns of one value move into a terminal table's title
+LEAD_RIGHT = {"lead (pts)", "95% interval", "pairs"}
 
 
 @dataclass
@@ -62,7 +65,8 @@ def parse_pair(text: str) -> tuple[str, str]:
     """'mwt,nemo' -> ('mwt', 'nemo'); a one-line error otherwise."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     if len(names) != 2:
-        raise UsageError(f"--compare takes two methods separated by a comma, e.g. --compare mwt,nemo (got '{text}')")
+        raise UsageError(f"--compare takes two methods separated by a comma, e.g. --compare mwt,nemo or a method "
+                         f"and its control, --compare mwt,mwt:random (got '{text}')")
     return names[0], names[1]
 
 
@@ -89,11 +93,10 @@ def build_report(records: list[Record], runs: Path, fmt: str, compare: str | Non
         shown, note = display_comparison(frame, *pair)
         right = {f"{pair[0]} − {pair[1]}", "95% interval", "pairs"}
         title = f"{pair[0]} vs {pair[1]}"
-        collapse = ("dataset", "model", "preset", "threshold")
         if fmt == "html":
             built.content = html_page(shown, note, f"modbench: {title}", images=_images(rows, built.plots, plots))
         else:
-            built.content = (frame_table(shown, title, note, right, collapse) if fmt == "table"
+            built.content = (frame_table(shown, title, note, right, COLLAPSE) if fmt == "table"
                              else render_frames(frame, shown, note, fmt))
     else:
         sections = _chosen(report_sections(records, rows, compositions or []), fmt, table)
@@ -112,6 +115,10 @@ def report_sections(records: list[Record], rows: pd.DataFrame, compositions: lis
     summary = summarize(rows)
     sections = [Section("modules", raw_frame(summary), display_frame(summary), footnote(summary),
                         lambda: rich_table(summary), records_of_rows(summary, records))]
+    leads = controls.control_leads(rows)
+    if not leads.empty:
+        sections.append(_section("controls", leads, controls.display_leads(leads), controls.NOTE, LEAD_RIGHT,
+                                 COLLAPSE))
     patch_summary = patching.patch_summary(patching.patch_rows(records))
     if not patch_summary.empty:
         right = {header for header, _ in patching.COLUMNS.values()} | {"classes", "n"}

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.record import CONTROL_KINDS
 from bench.report.rows import swept_keys
 
 GROUP = ["dataset", "model", "method", "preset", "threshold", "config_key"]
 FIGURES = ["test_acc", "retention", "cohesion", "coupling", "module_acc", "standard_acc", "acc_delta",
            "module_acc_before_finetune", "retention_sum", "weight_retention", "flops_ratio", "latency_ratio",
-           "latency_ratio_b1", "weight_retention_merged", "flops_ratio_merged", "train_seconds"]
+           "latency_ratio_b1", "weight_retention_merged", "flops_ratio_merged", "train_seconds", "cost_ratio",
+           *(f"lead_{kind}" for kind in CONTROL_KINDS),
+           *(f"{kind}_{figure}" for kind in CONTROL_KINDS for figure in ("module_acc", "module_acc_before_finetune"))]
 CARRIED = ["family", "extraction", "precision", "dataset_name", "model_name"]
 
 

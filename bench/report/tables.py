@@ -19,7 +19,8 @@ from bench.report.summary import summarize
 
 __all__ = ["FOOTNOTE", "raw_frame", "render", "rich_table", "summarize", "task_rows"]
 
-TERMINAL_HIDDEN = ("acc before FT", "train s", "Linear weights", "merged weights", "merged FLOPs", "latency b1")
+TERMINAL_HIDDEN = ("acc before FT", "train s", "Linear weights", "merged weights", "merged FLOPs", "latency b1",
+                   "random acc", "random before FT", "vs magnitude", "magnitude acc", "magnitude before FT")
 FIGURE_HEADERS = {header for header, _ in COLUMNS.values()}
 RAW_DROPPED = ("dataset_name", "model_name")
 LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
