@@ -19,10 +19,10 @@ import click
 from bench.errors import BenchError, Terminated
 from bench.grid.options import click_options
 from bench.importers.command import import_checkpoint
+from bench.report import TABLES
 
 FORMATS = ("table", "md", "csv", "json", "html", "latex")
 EXPORT_FORMATS = ("pt2", "onnx")
-TABLES = ("modules", "patch", "composition")  # bench.report.build.TABLES, without importing pandas here
 
 
 class LazyGroup(click.Group):

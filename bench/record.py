@@ -131,6 +131,7 @@ class Patching(TypedDict):
     """``--scenario patch``: the weak model patched with this record's modules, class by class."""
 
     settings: dict[str, Any]  # fraction, epochs, without, calibration_epochs, calibration_lr
+    inputs: NotRequired[dict[str, str]]  # the trained model's checksum and the module masks' digest
     weak: WeakModel
     entries: list[PatchEntry]
 

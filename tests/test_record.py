@@ -7,6 +7,7 @@ import json
 import pytest
 from record_factory import make_record, patch_entry, patching, task
 
+from bench.pipeline.stages.record import RecordStage
 from bench.record import (
     RECORD_SCHEMA,
     BadRecord,
@@ -177,7 +178,7 @@ def test_a_schema2_record_reads_as_schema3_without_patching(tmp_path):
     old = make_record("nemo", schema=2)
     record = read_record(write(tmp_path, json.dumps(old)))
     assert record["schema"] == 3 and "patching" not in record
-    assert {k: v for k, v in record.items() if k != "schema"} == {k: v for k, v in old.items() if k != "schema"}
+    assert record == {**old, "schema": 3, "cost": None}
 
 
 def test_a_record_with_patching_validates_and_a_bad_entry_is_named():
@@ -210,3 +211,15 @@ def test_a_composition_record_reads_back_and_a_record_is_not_one(tmp_path):
         as_composition(composition(members=[{k: v for k, v in composition()["members"][0].items() if k != "own_acc"}]))
     with pytest.raises(BadRecord, match="newer than this modbench reads"):
         as_composition(composition(schema=4))
+
+
+def test_patched_classes_are_kept_only_when_computed_from_the_same_model_and_masks(tmp_path, caplog):
+    inputs = {"model": "a" * 64, "modules": "m1"}
+    stage = RecordStage(ws=None)
+    earlier = make_record("mwt", patching={**patching(patch_entry(0)), "inputs": inputs})
+    stage.write(tmp_path, earlier, inputs=inputs)
+    kept = stage.write(tmp_path, make_record("mwt"), inputs=inputs)  # this run patched nothing
+    assert kept["patching"]["entries"] == [patch_entry(0)]
+    with caplog.at_level("WARNING", logger="bench"):
+        dropped = stage.write(tmp_path, make_record("mwt"), inputs={**inputs, "model": "b" * 64})
+    assert "patching" not in dropped and "another trained model or other module masks" in caplog.text

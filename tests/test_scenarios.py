@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from bench.cli import TABLES, cli
+from bench.cli import cli
 from bench.grid.scenarios import PatchSettings, Scenarios
 from bench.pipeline.cell import CellRunner
 from bench.pipeline.progress import Bars
@@ -23,7 +23,6 @@ from bench.pipeline.runner import plan, run_grid
 from bench.pipeline.workspace import Workspace
 from bench.plugins.manager import get_plugins
 from bench.record import read_composition, read_record
-from bench.report import build
 from bench.testing import DummyMethod, MethodPlugin, make_tiny_grid, use_plugin
 
 PATCH = PatchSettings(without=1, fraction=0.25, epochs=5)
@@ -110,7 +109,6 @@ def test_the_report_shows_both_scenarios_in_every_format(runs):
                                         "--format", "csv"])
     figures = set(pd.read_csv(StringIO(compared.output))["figure"])
     assert {"patch_f1_replace", "patch_acc_calibrate"} <= figures
-    assert TABLES == build.TABLES
 
 
 def test_show_lists_the_patched_classes(runs):

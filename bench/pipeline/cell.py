@@ -86,10 +86,12 @@ class CellRunner:
                     figures.patching = self.patch.run(r, trained, modules, ctx, self.modularize.settings(r, threshold),
                                                       directory, patched_classes(cell.grid.tasks),
                                                       cell.grid.scenarios.patch)
-                changed = functools.partial(self.reuse.changed, r, directory, trained.sha256, mask_digest(modules),
+                masks = mask_digest(modules)
+                changed = functools.partial(self.reuse.changed, r, directory, trained.sha256, masks,
                                             ref.trained.sha256)  # what changed for an earlier record's task
                 record = self.record.build(r, env, threshold, directory, figures)
-                records.append(self.record.write(directory, record, changed))
+                inputs = {"model": trained.sha256, "modules": masks}  # what earlier patched classes must come from
+                records.append(self.record.write(directory, record, changed, inputs))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # one failing cell is recorded and the grid goes on

@@ -28,7 +28,6 @@ from bench.report.output import writing
 from bench.report.page import html_page, records_of_rows
 from bench.report.tables import frame_table, raw_frame, render_frames, rich_table, summarize, task_rows
 
-TABLES = ("modules", "controls", "patch", "composition")
 HEADINGS = {"modules": "modbench results", "controls": "lead over controls", "patch": "Patching a weak model",
             "composition": "Modules composed across models"}
 

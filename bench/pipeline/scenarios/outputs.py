@@ -55,14 +55,15 @@ class ClassOutputsStage(Stage):
         """Class ``label``'s module outputs (computed once per trained model, masks and class)."""
         settings = self.settings(r, modules_settings)
         path = layout.class_outputs_file(trained.directory, ctx.threshold, settings, label)
-        key = key_of(settings=settings, model=trained.sha256, modules=mask_digest(modules), label=label)
+        parts = dict(settings=settings, model=trained.sha256, modules=mask_digest(modules), label=label,
+                     **self.data_part(r))
 
         def restore(stored: Stored) -> ClassOutputs:
             info = stored.info
             return ClassOutputs(label, stored.tensors["val"].cpu(), stored.tensors["test"].cpu(), info["low"],
                                 info["high"], info["val_auc"], stored.sha256)
 
-        return self.cached(path, key, lambda: self._compute(r, trained, modules, ctx, label), restore)
+        return self.cached(path, parts, lambda: self._compute(r, trained, modules, ctx, label), restore)
 
     def _compute(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, label: int) -> Stored:
         module = self.module(r, trained, modules, ctx, label)

@@ -21,7 +21,7 @@ from bench.modular.patching import CALIBRATION_INPUTS, fit_calibration, joint_ou
 from bench.pipeline import layout, metrics
 from bench.pipeline.scenarios.outputs import ClassOutputs, ClassOutputsStage
 from bench.pipeline.scenarios.weak import Weak, WeakStage
-from bench.pipeline.stages.base import Stage, key_of
+from bench.pipeline.stages.base import Stage
 from bench.pipeline.stages.reuse import mask_digest
 from bench.pipeline.stages.train import Trained, stage_values
 from bench.pipeline.store import Stored
@@ -47,14 +47,16 @@ class PatchStage(Stage):
         entries = [entry for label in classes
                    for entry in self.patch_class(r, trained, modules, ctx, modules_settings, directory, label, weak,
                                                  settings)]
-        return {"settings": settings.values(), "weak": weak.summary(), "entries": entries}
+        inputs = {"model": trained.sha256, "modules": mask_digest(modules)}
+        return {"settings": settings.values(), "inputs": inputs, "weak": weak.summary(), "entries": entries}
 
     def patch_class(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, modules_settings: str,
                     directory: Path, label: int, weak: Weak, settings: PatchSettings) -> list[dict[str, Any]]:
         """The patched class's entries, one per strategy."""
-        key = key_of(model=trained.sha256, modules=mask_digest(modules), weak=weak.trained.sha256, label=label,
+        parts = dict(model=trained.sha256, modules=mask_digest(modules), weak=weak.trained.sha256, label=label,
                      settings=settings.values(), hparams=stage_values(r.hparams, "compose"),
-                     batch=r.recipe.batch_size, strategies=STRATEGIES, calibration=CALIBRATION_INPUTS)
+                     batch=r.recipe.batch_size, strategies=STRATEGIES, calibration=CALIBRATION_INPUTS,
+                     **self.data_part(r))
 
         def compute() -> Stored:
             outputs = self.outputs.run(r, trained, modules, ctx, modules_settings, label)
@@ -62,7 +64,7 @@ class PatchStage(Stage):
             calibration, _ = metrics.outputs_of(module, self._loader(r, weak.images), column=label)
             return Stored({"entries": self._entries(r, weak, outputs, calibration, settings)})
 
-        return self.cached(layout.patch_file(directory, label), key, compute, lambda s: list(s.info["entries"]))
+        return self.cached(layout.patch_file(directory, label), parts, compute, lambda s: list(s.info["entries"]))
 
     def _entries(self, r: Resolved, weak: Weak, outputs: ClassOutputs, calibration: torch.Tensor,
                  settings: PatchSettings) -> list[dict[str, Any]]:

@@ -57,7 +57,8 @@ class WeakStage(Stage):
         """The weak model of ``r``'s model, data set and seed (``r`` may be any method's cell)."""
         standard = self.ws.resolver.standard_of(r)
         shape = {name: getattr(settings, name) for name in WEAK_FIELDS}
-        key = key_of(standard=self.train.key(standard), weak=shape)
+        parts = {"standard": self.train.key(standard), "weak": shape}  # the standard's key holds the data's content
+        key = key_of(**parts)
         directory = layout.weak_dir(self.ws.out / r.dataset.slug / r.model.slug, key)
         images = self.images(standard, settings)
 
@@ -68,7 +69,7 @@ class WeakStage(Stage):
                               stored.sha256)
             return Weak(trained, stored.info["test_acc"], images, stored.info["images"])
 
-        return self.cached(directory / "model.json", key, lambda: self._train(standard, settings, images), restore)
+        return self.cached(directory / "model.json", parts, lambda: self._train(standard, settings, images), restore)
 
     def images(self, standard: Resolved, settings: PatchSettings) -> TensorData:
         """The weak model's share of the training split: ``fraction`` of every class, drawn from the seed."""

@@ -73,12 +73,13 @@ class RecordStage(Stage):
         record["config_key"] = config_key(record)
         return record  # type: ignore[return-value]
 
-    def write(self, directory: Path, record: Record,
-              changed: Callable[[tuple[int, ...]], str | None] | None = None) -> Record:
+    def write(self, directory: Path, record: Record, changed: Callable[[tuple[int, ...]], str | None] | None = None,
+              inputs: dict[str, str] | None = None) -> Record:
         """Write ``record``, keeping the tasks of an earlier valid record of the same folder that were computed
         from the same inputs: ``changed(classes)`` says what changed for a task computed from others (another
         trained model after its data changed, say), and such a task is dropped with a warning. A task written
-        again keeps the controls its earlier entry had and it lacks (``merged_tasks``)."""
+        again keeps the controls its earlier entry had and it lacks (``merged_tasks``). The earlier
+        patched classes are kept likewise when computed from ``inputs`` (the trained model and module masks)."""
         path = directory / "record.json"
         with store.locked(directory):
             previous = self._previous(path)
@@ -87,7 +88,7 @@ class RecordStage(Stage):
                 earlier = [t for t in previous["tasks"] if frozenset(t["classes"]) in done
                            or not _stale(path, t, changed)]
                 record["tasks"] = merged_tasks(record["tasks"], earlier)
-                _keep_patching(record, previous)
+                _keep_patching(path, record, previous, inputs)
             store.atomic_write(path, to_json(record).encode())
         return record
 
@@ -131,11 +132,16 @@ def merged_tasks(tasks: list[dict[str, Any]], previous: list[dict[str, Any]]) ->
     return merged + [t for t in previous if frozenset(t["classes"]) not in done]
 
 
-def _keep_patching(record: Record, previous: Record) -> None:
+def _keep_patching(path: Path, record: Record, previous: Record, inputs: dict[str, str] | None) -> None:
     """Keep the earlier record's patched classes: all of them when this run patched nothing, those this run
-    did not patch when it used the same settings (other settings replace them)."""
+    did not patch when it used the same settings (other settings replace them); none when they were computed
+    from another trained model or other module masks than ``inputs`` (warned)."""
     earlier = previous.get("patching")
     if earlier is None:
+        return
+    if inputs is not None and earlier.get("inputs") != inputs:
+        log.warning("%s: the patched classes were computed from another trained model or other module masks; "
+                    "they are dropped from the record (--scenario patch computes them again)", path)
         return
     current = record.get("patching")
     if current is None:
