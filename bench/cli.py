@@ -19,6 +19,7 @@ import click
 from bench.errors import BenchError, Terminated
 from bench.grid.options import click_options
 from bench.importers.command import import_checkpoint
+from bench.report import TABLES
 
 FORMATS = ("table", "md", "csv", "json", "html", "latex")
 EXPORT_FORMATS = ("pt2", "onnx")
@@ -98,6 +99,8 @@ def run(config_file: Path | None, **given: Any) -> int:
       bench run --methods nemo,mwt --models vgg16,vit --preset smoke
       bench run --methods mwt --models resnet18:width=0.25 --tasks 0,1 --set mwt.beta=1.0
       bench run --methods nemo --set nemo.alpha=0.5,1.0,1.5 --tasks 0,1   # a sweep: three cells
+      bench run --scenario patch --seeds 0,1   # also patch a weak model; compose across the seeds
+      bench run --methods mwt,nemo --seeds 0,1,2 --controls random,magnitude
       bench run --preset paper --datasets cifar10 --data-root ~/data --device cuda
     """
     from bench.api import run_values
@@ -108,7 +111,7 @@ def run(config_file: Path | None, **given: Any) -> int:
     values = merge_options(given, config)
     records = run_values(values)
     if records:
-        print_summary(records, f"modbench, {values['preset']} preset")
+        print_summary(records, f"modbench, {values['preset']} preset", values["out"])
     failed = [r for r in records if r.get("error") or r.get("last_error")]  # last_error: kept earlier figures
     if failed:
         click.echo(f"{len(failed)} of {len(records)} records failed; see their 'error' or 'last_error' field "
@@ -117,14 +120,21 @@ def run(config_file: Path | None, **given: Any) -> int:
     return 0
 
 
-def print_summary(records: list[dict[str, Any]], title: str) -> None:
-    """The comparison table of the records just written, on standard output."""
+def print_summary(records: list[dict[str, Any]], title: str, runs: Path | None = None) -> None:
+    """The comparison table of the records just written, on standard output, and the scenarios' tables (the
+    patched records', and the compositions across models under ``runs`` of these records' models)."""
     from rich.console import Console
 
+    from bench.report.build import report_sections
+    from bench.report.load import compositions_of
     from bench.report.tables import rich_table, summarize, task_rows
 
     console = Console(width=None if sys.stdout.isatty() else 140)
-    console.print(rich_table(summarize(task_rows(records)), title=title))
+    rows = task_rows(records)
+    console.print(rich_table(summarize(rows), title=title))
+    compositions = compositions_of(runs, records) if runs is not None else []
+    for section in report_sections(records, rows, compositions)[1:]:
+        console.print(section.terminal())
 
 
 @cli.command()
@@ -133,12 +143,17 @@ def print_summary(records: list[dict[str, Any]], title: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of the terminal.")
 @click.option("--plots", type=click.Path(path_type=Path), help="Also draw comparison plots (PNG) into this folder.")
-@click.option("--compare", metavar="A,B", help="Paired difference A − B of every figure between two methods, "
-              "with a 95% bootstrap interval.")
-def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: str | None) -> int:
-    """Render the comparison table from the records under a runs directory.
+@click.option("--compare", metavar="A,B", help="Paired difference A − B of every figure between two methods (or a "
+              "method and its control: mwt,mwt:random), with a 95% bootstrap interval.")
+@click.option("--table", type=click.Choice(TABLES), help="Only this table: the reused modules, their lead over the "
+              "controls, the patching scenario or the modules composed across models (csv and json hold one table: "
+              "the modules unless this says).")
+def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: str | None, table: str | None) -> int:
+    """Render the comparison tables from the records under a runs directory.
 
-    A record file that cannot be read is named in a warning and skipped.
+    The reused modules' table, then (where the runs have them) each method's lead over its controls, the
+    patching scenario's and the modules composed across models. A record file that cannot be read is named
+    in a warning and skipped.
 
     \b
     Examples:
@@ -146,6 +161,8 @@ def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: 
       bench report --format md --out reports/digits.md --plots reports/
       bench report --runs runs/ --format latex
       bench report --compare mwt,nemo
+      bench report --table patch --format csv
+      bench report --compare mwt,mwt:random        # MwT's module against as many random units
     """
     from rich.console import Console
 
@@ -159,7 +176,7 @@ def report(runs: Path, fmt: str, out: Path | None, plots: Path | None, compare: 
         click.echo(f"warning: skipped {problem}", err=True)
     for problem in loaded.blanked:
         click.echo(f"warning: {problem}", err=True)
-    built = build_report(loaded.records, runs, fmt, compare, plots)
+    built = build_report(loaded.records, runs, fmt, compare, plots, loaded.compositions, table)
     for path in built.plots:
         click.echo(f"wrote {path}", err=True)
     if out:
@@ -246,7 +263,7 @@ def plugins(plugins_dir: Path | None) -> int:
 @click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON (older schemas upgraded).")
 def show(run_path: Path, runs: Path, as_json: bool) -> int:
-    """Show one run's record, readable. RUN is a record file, its folder, or a run_id.
+    """Show one run's record, readable. RUN is a record file, its folder, or a run_id (or a composition.json).
 
     Reads the record only, and checks its reused modules' files: nothing is computed.
 
@@ -254,18 +271,26 @@ def show(run_path: Path, runs: Path, as_json: bool) -> int:
     Examples:
       bench show runs/digits/simcnn-width0.25/mwt/3f2a9c1b0d4e/t0.9
       bench show digits/simcnn-width0.25/mwt/3f2a9c1b0d4e/t0.9 --json
+      bench show runs/digits/compositions/mwt/5c1e0a9b2f3d/composition.json
     """
+    import json
+
     from rich.console import Console
 
     from bench.report.load import blank_nonfinite, nonfinite_warning
-    from bench.report.show import find_record, module_problems, render_record
+    from bench.report.show import find_composition, find_record, module_problems, render_composition, render_record
 
+    composition = find_composition(run_path, runs)
+    if composition is not None:
+        if as_json:
+            click.echo(json.dumps(composition, indent=2))
+        else:
+            Console().print(render_composition(composition))
+        return 0
     record = find_record(run_path, runs)
     directory = _runs_root(run_path, runs, record["run_id"]) / record["run_id"]
     blanked = blank_nonfinite(record, missing=None)
     if as_json:
-        import json
-
         click.echo(json.dumps(record, indent=2))
     else:
         Console().print(render_record(record))

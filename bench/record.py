@@ -8,7 +8,13 @@ text atomically themselves (this module sits below the pipeline and imports none
 
 Schema 2 is schema 1 plus ``precision``, ``deterministic``, ``config_key``, ``baseline`` and
 ``last_error``, a few optional per-task figures (batch-1 latency, CNNSplitter's merged module)
-and optional ``method_metrics`` / ``empty_layer_fallbacks`` under ``modularization``.
+and optional ``method_metrics`` / ``empty_layer_fallbacks`` under ``modularization``. Schema 3
+adds ``cost`` (the method's training and module search against its standard model's training;
+None in a record upgraded from an older schema), per task the optional ``controls`` and the
+``sparsity``, ``flops_dense`` and ``flops_ratio_dense`` of an unstructured sparse module (SeaM), the optional
+``patching`` section (``--scenario patch``), and a second kind of record: a ``composition.json``
+(``Composition``), the class modules of several trained models composed into one classifier, read
+through ``read_composition``.
 """
 
 import hashlib
@@ -21,8 +27,9 @@ from typing import Any, Literal, NotRequired, TypedDict
 from bench.errors import CorruptArtifact
 from bench.schema_check import check_value, quoted
 
-RECORD_SCHEMA = 2
-READABLE_SCHEMAS = (1, 2)
+RECORD_SCHEMA = 3
+READABLE_SCHEMAS = (1, 2, 3)
+CONTROL_KINDS = ("random", "magnitude")  # the controls a task may hold (``bench.modular.controls`` draws them)
 CONFIG_FIELDS = ("method", "model", "model_args", "dataset", "dataset_args", "preset", "recipe", "hparams",
                  "precision")
 CHANCE_FACTOR = 1.5  # a standard model below 1.5x chance accuracy did not learn its data set
@@ -57,6 +64,18 @@ class Modularization(TypedDict):
     empty_layer_fallbacks: NotRequired[int]  # class modules whose layer needed the empty-layer rule
 
 
+class ControlMetrics(TypedDict):
+    """A control of a reused module: as many units per layer, chosen another way, reused the same way."""
+
+    module_acc: float
+    module_acc_before_finetune: float
+    finetune_kept: NotRequired[bool]
+    params: int
+    weight_retention: float
+    flops_ratio: float
+    same_as_module: NotRequired[bool]  # the module keeps every unit: its control is the module itself
+
+
 class TaskMetrics(TypedDict):
     """One reused module: its task's classes, accuracy, size and speed against the standard model."""
 
@@ -85,6 +104,40 @@ class TaskMetrics(TypedDict):
     sparsity: NotRequired[Literal["unstructured"]]  # weight-level masks (SeaM): the model's shape, weights zeroed
     flops_dense: NotRequired[int]  # an unstructured module's FLOPs with every weight multiplied (its dense cost)
     flops_ratio_dense: NotRequired[float]
+    controls: NotRequired[dict[str, ControlMetrics]]  # per control kind ('random', 'magnitude')
+
+
+class PatchEntry(TypedDict):
+    """One patched class and strategy: the weak and the patched model's test accuracy, and the class's
+    precision, recall and F1 before (``weak_*``) and after patching (0 where undefined)."""
+
+    label: int
+    strategy: Literal["replace", "calibrate"]  # CNNSplitter / GradSplitter's rule; MODA's calibration layer
+    weak_acc: float
+    acc: float
+    weak_precision: float
+    weak_recall: float
+    weak_f1: float
+    precision: float
+    recall: float
+    f1: float
+
+
+class WeakModel(TypedDict):
+    """The weak model of the patching scenario."""
+
+    test_acc: float
+    images: int  # training images it learned from
+    seconds: float
+
+
+class Patching(TypedDict):
+    """``--scenario patch``: the weak model patched with this record's modules, class by class."""
+
+    settings: dict[str, Any]  # fraction, epochs, without, calibration_epochs, calibration_lr
+    inputs: NotRequired[dict[str, str]]  # the trained model's checksum and the module masks' digest
+    weak: WeakModel
+    entries: list[PatchEntry]
 
 
 class Baseline(TypedDict):
@@ -94,6 +147,22 @@ class Baseline(TypedDict):
     method_test_acc: float
     flag: BaselineFlag | None
     message: str | None
+
+
+class Cost(TypedDict):
+    """What the method's model cost to make, against its standard model's training.
+
+    ``ratio`` is (train + modularize) / standard train: None when the two were trained on different
+    devices, or either was imported (no training time). A post-training method trains nothing of its
+    own (its ``train_seconds`` is ~0): its ratio is its search, on top of the standard model it reuses.
+    """
+
+    train_seconds: float
+    modularize_seconds: float  # module masks at this threshold: the activity pass, a search
+    standard_train_seconds: float
+    device: str | None  # where the method's model was trained (None: not known, trained before schema 3)
+    standard_device: str | None
+    ratio: float | None
 
 
 class LastError(TypedDict):
@@ -111,7 +180,7 @@ class Settings(TypedDict):
 
 
 class Record(TypedDict):
-    """One ``record.json``, schema 2."""
+    """One ``record.json``, schema 3."""
 
     schema: int
     run_id: str
@@ -136,8 +205,54 @@ class Record(TypedDict):
     tasks: list[TaskMetrics]
     train_history: list[dict[str, Any]]
     baseline: Baseline | None  # None: not applicable (no trained standard model) or not recorded (schema 1)
+    cost: Cost | None  # None: not recorded (schema 1 and 2) or no figures (a failed cell)
     error: str | None  # the first run's failure: the record holds no figures
     last_error: LastError | None
+    patching: NotRequired[Patching]  # schema 3, with --scenario patch
+
+
+class CompositionMember(TypedDict):
+    """One trained model of a composition across models."""
+
+    model: str
+    model_args: dict[str, Any]
+    seed: int
+    run_id: str  # the folder of the member's record
+    config_key: str  # its record's configuration
+    model_acc: float  # the trained model on the test images
+    own_acc: float  # its own class modules composed alone, on the test images
+
+
+class ClassChoice(TypedDict):
+    """Whose module a composition takes for one class, and why (its ROC AUC for the class on validation)."""
+
+    label: int
+    member: int  # index into the composition's members
+    val_auc: float
+
+
+class Composition(TypedDict):
+    """One ``composition.json`` (schema 3): per class the best module of several trained models of one method,
+    model family and data set, composed into one classifier (GradSplitter's "more accurate model")."""
+
+    schema: int
+    kind: Literal["composition"]
+    run_id: str  # its folder under the runs directory
+    method: str
+    family: str
+    dataset: str
+    dataset_args: dict[str, Any]
+    preset: str
+    threshold: float
+    settings: dict[str, str]  # the --set values its members ran with
+    selection: str  # how a class's module is chosen
+    votes: str  # how the modules' logits are put on one scale
+    members: list[CompositionMember]
+    choices: list[ClassChoice]
+    composed_acc: float  # the composed classifier on the test images
+    key: str  # a hash of the module outputs and model accuracies it was computed from
+    seconds: float
+    env: dict[str, Any]
 
 
 SCHEMA1_REQUIRED = ("run_id", "method", "model", "model_args", "family", "dataset", "seed", "preset", "threshold",
@@ -177,8 +292,20 @@ def baseline_check(standard_test_acc: float, method_test_acc: float, num_classes
                     message=message)
 
 
+def training_cost(train_seconds: float, modularize_seconds: float, standard_train_seconds: float,
+                  device: str | None, standard_device: str | None, imported: bool = False) -> Cost:
+    """The cost of a method's model against its standard model's training: the rule every record's ``cost``
+    follows (``imported``: either model was imported, so a training time is missing)."""
+    comparable = not imported and standard_train_seconds > 0 and (device is None or standard_device is None
+                                                                  or device == standard_device)
+    ratio = (train_seconds + modularize_seconds) / standard_train_seconds if comparable else None
+    return Cost(train_seconds=train_seconds, modularize_seconds=modularize_seconds,
+                standard_train_seconds=standard_train_seconds, device=device, standard_device=standard_device,
+                ratio=ratio)
+
+
 def validate(record: Any, source: str = "record") -> Record:
-    """``record`` itself when it is a valid schema-2 record; BadRecord naming ``source`` otherwise."""
+    """``record`` itself when it is a valid record of the current schema; BadRecord naming ``source`` otherwise."""
     _check_schema(record, source)
     if record["schema"] != RECORD_SCHEMA:
         raise BadRecord(f"{source}: schema {record['schema']} is not the current schema {RECORD_SCHEMA}")
@@ -196,11 +323,18 @@ def as_record(obj: Any, source: str = "record") -> Record:
         if missing:
             raise BadRecord(f"{source}: invalid record: missing {quoted(missing)}")
         obj = upgrade_schema1(obj)
+    if obj["schema"] == 2:
+        obj = upgrade_schema2(obj)
     return validate(obj, source)
 
 
 def read_record(path: Path) -> Record:
     """The record in ``path``, checked and upgraded to the current schema; BadRecord naming the file otherwise."""
+    return as_record(_read_json(path), str(path))
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``; BadRecord naming the file when it cannot be read or parsed."""
     try:
         obj = json.loads(Path(path).read_bytes().decode("utf-8"))
     except UnicodeDecodeError:
@@ -209,7 +343,23 @@ def read_record(path: Path) -> Record:
         raise BadRecord(f"{path}: not a record (not JSON: {exc.msg} at line {exc.lineno})") from None
     except OSError as exc:
         raise BadRecord(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    return as_record(obj, str(path))
+    return obj
+
+
+def as_composition(obj: Any, source: str = "composition") -> Composition:
+    """``obj`` when it is a valid composition record; BadRecord naming ``source`` otherwise."""
+    _check_schema(obj, source)
+    if obj["schema"] < 3 or obj.get("kind") != "composition":
+        raise BadRecord(f"{source}: not a composition record (schema {obj['schema']}, kind {obj.get('kind')!r})")
+    problem = check_value(obj, Composition, "")
+    if problem:
+        raise BadRecord(f"{source}: invalid composition record: {problem}")
+    return obj
+
+
+def read_composition(path: Path) -> Composition:
+    """The composition record in ``path``; BadRecord naming the file otherwise."""
+    return as_composition(_read_json(path), str(path))
 
 
 def to_json(record: Record) -> str:
@@ -247,7 +397,7 @@ def _schema1_precision(recipe: Mapping[str, Any], device: Any) -> str:
 
 def upgrade_schema1(old: Mapping[str, Any]) -> dict[str, Any]:
     """A schema-1 record as schema 2: the new fields derived from the old ones (no baseline: not recorded)."""
-    record = {**old, "schema": RECORD_SCHEMA}
+    record = {**old, "schema": 2}
     record.setdefault("dataset_args", {})
     record.setdefault("train_history", [])
     recipe = record.get("recipe") or {}
@@ -258,3 +408,8 @@ def upgrade_schema1(old: Mapping[str, Any]) -> dict[str, Any]:
     record["last_error"] = None
     return record
 
+
+
+def upgrade_schema2(old: Mapping[str, Any]) -> dict[str, Any]:
+    """A schema-2 record as schema 3: no cost (the standard model's training time was not recorded)."""
+    return {**old, "schema": 3, "cost": None}

@@ -135,6 +135,8 @@ class CNNSplitter(PostTrainingMethod):
     description = "CNNSplitter (ASE'22): post-training genetic search over kernel groups, one module per class"
     families = ("cnn",)
     Hparams = CNNSplitterHparams
+    starts_from = "standard"
+    per_class_modules = True
 
     def train(self, ctx: TrainContext) -> TrainedModel:
         """The standard model as it is (or the published folder's trained model): nothing is trained."""

@@ -16,7 +16,7 @@ import torch
 from bench.hookspecs import hookimpl
 from bench.models.spec import ModelSpec
 from bench.modular.masked_method import MaskedHparams, MaskedMethod
-from bench.modular.similarity import mask_similarities
+from bench.modular.similarity import cohesion_coupling_loss
 
 
 @dataclass
@@ -35,26 +35,6 @@ class MwTHparams(MaskedHparams):
         for name in ("alpha", "beta"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
-
-
-def pair_weights(labels: torch.Tensor) -> torch.Tensor:
-    """(2, batch, batch): same-class pairs i < j, then different-class pairs i < j, each divided by
-    its count (at least 1), so that a product with a similarity matrix is the mean over those pairs."""
-    same = labels[:, None] == labels[None, :]  # (batch, batch)
-    pairs = torch.stack([same, ~same]).triu(diagonal=1).float()
-    return pairs / pairs.sum(dim=(1, 2), keepdim=True).clamp(min=1)
-
-
-def cohesion_coupling_loss(masks: list[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cohesion loss, coupling loss) averaged over layers; masks are (batch, units) each.
-
-    Every layer in one product: the (layers, 2) mean similarities over same-class and
-    different-class pairs.
-    """
-    sim = mask_similarities(masks)  # (layers, batch, batch)
-    per_layer = sim.flatten(1) @ pair_weights(labels).flatten(1).T  # (layers, 2)
-    same_class, other_class = per_layer.mean(dim=0)
-    return 1 - same_class, other_class
 
 
 class MwT(MaskedMethod):

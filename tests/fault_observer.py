@@ -2,14 +2,20 @@
 on cue, sends its own process a signal.
 
 ``FAULT_LOG`` names the file events are appended to, one JSON object a line: ``label`` ('load' when
-the plugin loads, 'train:mwt' for a stage_end, 'run_end:mwt'), ``time``, ``pid``, the cell's train
-``directory`` and, for run_end, the ``record``. ``FAULT_KILL``, when set, is a JSON object: ``after``
+the plugin loads, 'train:mwt' for a stage_end, 'run_end:mwt', 'checkpoint:2' when a long stage has saved
+its checkpoint the second time), ``time``, ``pid``, the cell's train ``directory`` and, for run_end, the
+``record``. ``FAULT_KILL``, when set, is a JSON object: ``after``
 (a label), optionally ``file`` (a glob under the cell's train directory to wait for first), ``delay``
-(seconds) and ``signal`` ('SIGKILL': a crash; 'SIGINT': Ctrl-C).
+(seconds) and ``signal`` ('SIGKILL': a crash; 'SIGINT': Ctrl-C); or ``at`` (a label): the signal is sent
+by the event itself (no time involved): a stage_end when the stage has computed its result and not written
+it; a checkpoint when the checkpoint is saved. With
+``"target": "run"`` the signal goes to the ``bench run`` process (``FAULT_RUN_PID``) rather than to this
+one (a worker's event kills the run that started it).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -19,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.hookspecs import hookimpl
+from bench.pipeline.stages.modularize import FileCheckpoint
 
 KILL = json.loads(os.environ.get("FAULT_KILL") or "null")
 
@@ -29,17 +36,24 @@ def _log(label: str, **fields: Any) -> None:
         log.write(line)
 
 
+def _send() -> None:
+    target = int(os.environ["FAULT_RUN_PID"]) if KILL.get("target") == "run" else os.getpid()
+    os.kill(target, getattr(signal, KILL["signal"]))
+
+
 def _signal_later(directory: str | None) -> None:
     """Wait for ``KILL['file']`` (if any) to appear, then ``KILL['delay']`` seconds, then send the signal."""
     if KILL.get("file"):
         while not list(Path(directory or ".").glob(KILL["file"])):
             time.sleep(0.0005)
     time.sleep(KILL["delay"])
-    os.kill(os.getpid(), getattr(signal, KILL["signal"]))
+    _send()
 
 
 def _arm(label: str, directory: str | None = None) -> None:
-    if KILL is not None and KILL["after"] == label:
+    if KILL is not None and KILL.get("at") == label:
+        _send()
+    if KILL is not None and KILL.get("after") == label:
         threading.Thread(target=_signal_later, args=(directory,), daemon=True).start()
 
 
@@ -53,5 +67,19 @@ def on_run_event(event: str, run: dict[str, Any], payload: dict[str, Any]) -> No
     _arm(label, run.get("directory"))
 
 
+def _observed(save: Any) -> Any:
+    """``FileCheckpoint.save`` that logs and arms 'checkpoint:<n>' after the n-th save of this process."""
+    saves = itertools.count(1)
+
+    def observed_save(self: FileCheckpoint, state: Any) -> None:
+        save(self, state)
+        label = f"checkpoint:{next(saves)}"
+        _log(label)
+        _arm(label)
+
+    return observed_save
+
+
+FileCheckpoint.save = _observed(FileCheckpoint.save)
 _log("load")
 _arm("load")

@@ -18,14 +18,15 @@ import traceback
 from typing import Any
 
 PRELOAD = ("torch", "torch._dynamo", "torch.utils.benchmark", "fvcore.nn", "pandas", "rich.console", "bench.cli",
-           "bench.pipeline.runner", "bench.pipeline.cell", "bench.report.tables", "methods.mwt", "methods.standard")
+           "bench.pipeline.runner", "bench.pipeline.cell", "bench.report.tables", "methods.mwt", "methods.standard",
+           "methods.cnnsplitter")
 CHILD_TIMEOUT = 300  # seconds: a run that hangs ends by SIGALRM instead of hanging the test
 
 
 def child(run: dict[str, Any]) -> int:
     """Run one ``bench`` command in this (forked) process; its exit code."""
     signal.alarm(CHILD_TIMEOUT)
-    os.environ.update(run["env"])
+    os.environ.update(run["env"], FAULT_RUN_PID=str(os.getpid()))
     for fd, key in ((1, "stdout"), (2, "stderr")):
         handle = os.open(run[key], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(handle, fd)

@@ -1,4 +1,4 @@
-"""Records built in a test the way the pipeline writes them (schema 2, or schema 1 as written before it)."""
+"""Records built in a test the way the pipeline writes them (the current schema, or an older one as written then)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.record import CONFIG_FIELDS, RECORD_SCHEMA, baseline_check, config_key
+from bench.record import CONFIG_FIELDS, RECORD_SCHEMA, baseline_check, config_key, training_cost
 
 RECIPE = {"epochs": 2, "batch_size": 32, "optimizer": "sgd", "lr": 0.05, "weight_decay": 0.0, "momentum": 0.9,
           "nesterov": True, "schedule": "cosine", "warmup_epochs": 0, "finetune_epochs": 1, "finetune_lr": 0.05,
@@ -54,6 +54,8 @@ def make_record(method: str = "mwt", seed: int = 0, *, model: str = "simcnn", mo
         record["config_key"] = config_key(record)
         std = test_acc if standard_test_acc is None else standard_test_acc
         record["baseline"] = None if error else baseline_check(std, test_acc, num_classes)
+    if schema >= 3:
+        record["cost"] = None if error else training_cost(12.0, 0.5, 10.0, "AMD EPYC", "AMD EPYC")
     record.update(fields)
     if schema >= 2 and "config_key" not in fields and CONFIG_FIELDS & fields.keys():
         record["config_key"] = config_key(record)
@@ -69,3 +71,17 @@ def write_records(runs: Path, records: list[dict[str, Any]]) -> list[Path]:
         path.write_text(json.dumps(record))
         paths.append(path)
     return paths
+
+
+def patch_entry(label: int, strategy: str = "replace", acc: float = 0.8, f1: float = 0.9,
+                weak_acc: float = 0.6, weak_f1: float = 0.1) -> dict[str, Any]:
+    """One patched class's figures, as ``--scenario patch`` records them."""
+    return {"label": label, "strategy": strategy, "weak_acc": weak_acc, "acc": acc, "weak_precision": weak_f1,
+            "weak_recall": weak_f1, "weak_f1": weak_f1, "precision": f1, "recall": f1, "f1": f1}
+
+
+def patching(*entries: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``patching`` section holding ``entries``."""
+    return {"settings": {"fraction": 0.1, "epochs": 20, "without": None, "calibration_epochs": 100,
+                         "calibration_lr": 0.05},
+            "weak": {"test_acc": 0.6, "images": 130, "seconds": 2.0}, "entries": list(entries)}

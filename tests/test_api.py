@@ -22,7 +22,7 @@ CLI_GRID = ["--methods", "standard,mwt", "--models", TINY_MODEL, "--datasets", T
 SETTINGS = {k: int(v) for k, v in (s.split("=") for s in TINY_SETTINGS)}
 API_GRID = {"methods": ["standard", "mwt"], "models": [TINY_MODEL], "datasets": [TINY_DATASET], "tasks": [[0, 1]],
             "set": SETTINGS, "workers": 1, "quiet": True}
-TIMED = ("train_seconds", "latency_ratio", "latency_ratio_b1")  # wall-clock figures: never equal twice
+TIMED = ("train_seconds", "latency_ratio", "latency_ratio_b1", "cost_ratio")  # wall-clock figures: never equal twice
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ KINDS = {  # name -> (builder, extraction mode)
     "simcnn": (CNNS["simcnn"], "exact"),
     "rescnn (identity joins)": (CNNS["rescnn"], "exact"),
     "resnet18 (1x1 shortcut joins)": (CNNS["resnet18"], "exact"),
+    "mobilenetv2 (depthwise filters, inverted residuals)": (CNNS["mobilenetv2"], "exact"),
     "vit_s exact": (VITS["vit_s"], "exact"),
     "vit_s paper": (VITS["vit_s"], "paper"),
     "deit_s exact": (VITS["deit_s"], "exact"),

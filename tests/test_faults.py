@@ -3,10 +3,12 @@
 
 Every ``bench run`` is a child forked from one process that imported modbench once (tests/fault_zygote.py)
 and carries an observer plugin (tests/fault_observer.py) that logs each computed stage (a ``stage_end``)
-and, on cue, signals its own process a random time after an event. Kill times are drawn across the
-stage boundaries of an uninterrupted run. After every attempt: every JSON in the store parses, every
-stage's tensor file verifies, every record is valid, and no stage finished before the attempt was
-computed or written again. At the end the grid is complete and its figures are those of the
+and, on cue, sends a signal. Random kill times are drawn across the stage boundaries of an uninterrupted
+run; other kills are sent by the stage events themselves, so that a change of load cannot move them: at
+each stage's end, by a worker of a ``--workers 2`` run to the run, and by a CNNSplitter search's checkpoint
+save (the re-run resumes the search from the store). After every attempt: every JSON in the
+store parses, every stage's tensor file verifies, every record is valid, and no stage finished before the
+attempt was computed or written again. At the end the grid is complete and its figures are those of the
 uninterrupted run.
 """
 
@@ -17,13 +19,16 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import HAS_PROC, alive
 
 from bench.pipeline import store
 from bench.record import RECORD_SCHEMA, read_record
@@ -39,6 +44,7 @@ GRID = ["run", "--methods", "standard,mwt", "--models", TINY_MODEL, "--datasets"
 STAGE_ENTRIES = ("model.json", "metrics.json", "standard-*.json", "t*/modules-*.json", "t*/r*/[0-9]*.json")
 ENTRY_OF = {"train": "model.json", "modularize": "t*/modules-*.json", "reuse": "t*/r*/[0-9]*.json"}
 STARTS = {"modularize": ("train", "metrics.json"), "reuse": ("modularize", ENTRY_OF["modularize"])}  # stage: its input
+PATIENCE = 120  # seconds for a killed run's workers to end: an upper bound, never a speed goal
 INTERRUPTED = "interrupted: finished stages are kept; run the same command again to resume"
 
 
@@ -88,8 +94,8 @@ class Attempt:
 class Grid:
     """The tiny grid in one runs folder, run through the zygote with the observer plugin."""
 
-    def __init__(self, zygote: Zygote, root: Path) -> None:
-        self.zygote, self.root, self.runs = zygote, root, root / "runs"
+    def __init__(self, zygote: Zygote, root: Path, *options: str) -> None:
+        self.zygote, self.root, self.runs, self.options = zygote, root, root / "runs", options
         self.plugins = root / "plugins"
         self.plugins.mkdir(parents=True)
         shutil.copy(HERE / "fault_observer.py", self.plugins / "observer.py")
@@ -97,7 +103,7 @@ class Grid:
 
     def command(self, kill: dict[str, Any] | None, name: str) -> dict[str, Any]:
         """The zygote's request for one run (``name`` names its log files)."""
-        return {"argv": [*GRID, "--out", str(self.runs), "--plugins-dir", str(self.plugins)],
+        return {"argv": [*GRID, *self.options, "--out", str(self.runs), "--plugins-dir", str(self.plugins)],
                 "env": {"FAULT_LOG": str(self.root / f"{name}.log"), "FAULT_KILL": json.dumps(kill) if kill else ""},
                 "stdout": str(self.root / f"{name}.out"), "stderr": str(self.root / f"{name}.err")}
 
@@ -295,6 +301,81 @@ def test_crashes_at_random_moments_lose_no_finished_stage(zygote, uninterrupted,
     assert len(crashes) >= MIN_KILLS
     assert {crash.stage.split()[0] for crash in crashes} >= {"train", "modularize", "reuse", "record"}
     assert lost == []
+
+
+def stage_labels(timeline: Timeline) -> list[str]:
+    """The stage_end labels of an uninterrupted run, in the order it computed them."""
+    return [label for label in sorted(timeline.events, key=timeline.events.get) if label.split(":")[0] in ENTRY_OF]
+
+
+def test_kills_at_stage_events_lose_no_finished_stage(zygote, uninterrupted, tmp_path):
+    """Kills that the stage events trigger themselves (a change of load cannot move them): SIGKILL at each stage's
+    end, its result computed and not yet written; each re-run computes that stage again and nothing before it."""
+    grid = Grid(zygote, tmp_path)
+    for label in stage_labels(uninterrupted):
+        before = grid.entries()
+        attempt = grid.run({"at": label, "signal": "SIGKILL"})
+        assert attempt.code == -9, attempt.err
+        check_store(grid)
+        assert lost_stages(before, grid, attempt) == []
+        assert in_flight(grid, uninterrupted, attempt) == f"{label.split(':')[0]} (writing)"
+    before = grid.entries()
+    final = grid.run()
+    assert final.code == 0 and lost_stages(before, grid, final) == []
+    assert same_figures(grid.records(), uninterrupted.records)
+
+
+@pytest.mark.skipif(not HAS_PROC, reason="reads the process table from /proc")
+def test_a_killed_two_worker_run_resumes_losing_nothing(zygote, tmp_path):
+    """SIGKILL of a ``--workers 2`` run, sent by a worker's event (its modules computed, not written): the workers
+    end with it, and the same command resumes, computing again no stage that was finished."""
+    grid = Grid(zygote, tmp_path, "--workers", "2")
+    attempt = grid.run({"at": "modularize:standard", "signal": "SIGKILL", "target": "run"})
+    assert attempt.code == -9, attempt.err
+    run_pid = attempt.events[0]["pid"]  # the run loads its plugins first, then each worker does
+    workers = {event["pid"] for event in attempt.events} - {run_pid}
+    assert len(workers) == 2 and any(event["pid"] in workers for event in attempt.events if event["label"] != "load")
+    deadline = time.monotonic() + PATIENCE
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    outlived = sorted(filter(alive, workers))
+    for pid in outlived:  # a failing check leaves no orphan holding memory
+        os.kill(pid, signal.SIGKILL)
+    assert outlived == [], f"workers {outlived} outlived their run"
+    check_store(grid)
+    before = grid.entries()
+    final = grid.run()
+    assert final.code == 0, final.err
+    check_store(grid)
+    assert lost_stages(before, grid, final) == []
+    records = grid.records()
+    assert len(records) == 2 and all(r["error"] is None for r in records)
+
+
+SEARCH = ["--methods", "standard,cnnsplitter", "--set", "cnnsplitter.population=8", "--set", "cnnsplitter.parents=4",
+          "--set", "cnnsplitter.elites=2", "--set", "cnnsplitter.generations=6"]
+MARK = 1000.0  # seconds written into the stored search state: a resumed search carries them into its figures
+
+
+def test_a_killed_cnnsplitter_search_resumes_from_the_store(zygote, tmp_path):
+    """A run killed by its search's second checkpoint save (generations 0 and 1 done, of 0..6); the re-run resumes
+    the search from that checkpoint in the store (its seconds, marked, carry over) rather than starting again."""
+    grid = Grid(zygote, tmp_path, *SEARCH)
+    attempt = grid.run({"at": "checkpoint:2", "signal": "SIGKILL"})
+    assert attempt.code == -9, attempt.err
+    (entry,) = grid.runs.glob("*/*/cnnsplitter/*/t*/modules-*-search.json")
+    assert not list(entry.parent.glob("modules-*[0-9a-f].json"))  # killed inside the search
+    state = store.load_tensors(entry.with_suffix(".pt"), store.read_json(entry)["sha256"])
+    assert state["generation"] == 2
+    state["seconds"] += MARK
+    store.write_json(entry, {"sha256": store.save_tensors(entry.with_suffix(".pt"), state)})
+    final = grid.run()
+    assert final.code == 0, final.err
+    saves = [event["label"] for event in final.events if event["label"].startswith("checkpoint")]
+    assert saves == [f"checkpoint:{n}" for n in range(1, 6)]  # generations 2..6: five saves, not seven
+    (record,) = [r for r in grid.records() if r["method"] == "cnnsplitter"]
+    figures = record["modularization"]["method_metrics"]
+    assert figures["search_seconds"] > MARK and figures["generations"] == 6
 
 
 def test_ctrl_c_keeps_finished_stages(zygote, uninterrupted, tmp_path):

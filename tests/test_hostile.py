@@ -176,6 +176,8 @@ USAGE: dict[str, tuple[Callable[[Where], list], str]] = {  # case: (arguments, w
                             "tau must be greater than 0, got -1.0"),
     "mwt beta < 0": (lambda w: [*RUN, "--methods", "mwt", "--set", "mwt.beta=-1"], "mwt: beta must be at least 0"),
     "mwt alpha < 0": (lambda w: [*RUN, "--methods", "mwt", "--set", "mwt.alpha=-0.5"], "alpha must be at least 0"),
+    "moda gamma < 0": (lambda w: [*RUN, "--methods", "moda", "--set", "moda.gamma=-0.3"],
+                       "method moda: gamma must be at least 0, got -0.3"),
     "mask_lr 0": (lambda w: [*RUN, "--methods", "mwt", "--set", "mwt.mask_lr=0"], "mask_lr must be greater than 0"),
     "set out of range": (lambda w: [*RUN, "--set", "lr=1e400"],
                          "bad value for lr: 1e400 is out of range for a number"),

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from bench.models.cnn import simcnn
 from bench.models.vit import vit_s
 from bench.modular.masking import attach_generators, current_masks
-from bench.modular.similarity import mask_similarities, unit_rate
-from methods.mwt import cohesion_coupling_loss
+from bench.modular.similarity import cohesion_coupling_loss, mask_similarities, unit_rate
 from methods.nemo import contrastive_mask_loss
 
 

@@ -7,10 +7,10 @@ from test_cnnsplitter_method import TINY_SEARCH
 
 from bench.pipeline.runner import run_grid
 
-CNN_METHODS = ("standard", "mwt", "nemo", "cnnsplitter")
+CNN_METHODS = ("standard", "mwt", "nemo", "cnnsplitter", "moda")
 
 
-@pytest.mark.slow  # four cells of a 57-conv network: about a minute on 2 cores
+@pytest.mark.slow  # five cells of a 57-conv network: about a minute on 2 cores
 @pytest.mark.usefixtures("one_torch_thread")
 def test_every_cnn_method_runs_on_a_tiny_mobilenetv2(tiny_grid):
     grid = tiny_grid(methods=",".join(CNN_METHODS), models="mobilenetv2:width=0.125", sets=TINY_SEARCH)

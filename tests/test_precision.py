@@ -26,7 +26,7 @@ from bench.testing import make_tiny_grid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-METHODS = ("standard", "mwt", "nemo")
+METHODS = ("standard", "mwt", "nemo", "moda")
 MODELS = {"simcnn": "simcnn:width=0.125", "vit_s": "vit_s:depth=2,width=0.125", "deit_s": "deit_s:depth=2,width=0.125"}
 TASK = (0, 1)
 TEST_IMAGES = {"size": 256, "classes": 4, "test_size": 64}  # bench.testing.TINY_DATASET

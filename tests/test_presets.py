@@ -28,7 +28,7 @@ def _resolve(preset: str, method: str, model: str, dataset: str, args: dict | No
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_every_preset_resolves_every_cell(preset):
     for model in MODELS:
-        for method in ("standard", "mwt", "nemo"):
+        for method in ("standard", "mwt", "nemo", "moda"):
             for dataset in DATASETS:
                 recipe, _ = _resolve(preset, method, model, dataset)  # the hparams dataclass checks its values
                 recipe.check()
@@ -62,6 +62,17 @@ def test_reference_hparams_depend_on_model_and_data_set():
                                                                                   "cifar10")[1].alpha
     _, vit = _resolve("reference", "mwt", "vit_s", "cifar10", {"depth": 2, "width": 0.25})
     assert (vit.extraction, vit.empty_layer, vit.beta) == ("paper", "whole", 0.85)
+
+
+def test_reference_runs_moda_as_its_readme_and_modularizer_do():
+    for model in ("vgg16", "resnet18", "mobilenetv2"):
+        recipe, hparams = _resolve("reference", "moda", model, "cifar10")
+        training = (recipe.optimizer, recipe.lr, recipe.nesterov, recipe.weight_decay, recipe.batch_size, recipe.epochs)
+        assert training == ("sgd", 0.05, True, 0.0, 128, 200)
+        assert (recipe.finetune_epochs, recipe.activity_split, recipe.activity_augment) == (0, "train_full", False)
+        assert (hparams.alpha, hparams.beta, hparams.gamma, hparams.floor) == (1.0, 1.0, 0.3, 0.005)
+    smoke, _ = _resolve("smoke", "moda", "vgg16", "cifar10")
+    assert smoke.finetune_epochs > 0  # modbench fine-tunes every method's modules
 
 
 def test_modbench_presets_set_no_method_values():

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from record_factory import make_record, task
+from record_factory import make_record, patch_entry, patching, task
 
+from bench.pipeline.stages.record import RecordStage
 from bench.record import (
     RECORD_SCHEMA,
     BadRecord,
+    as_composition,
     as_record,
     baseline_check,
     config_key,
+    read_composition,
     read_record,
     to_json,
+    training_cost,
     validate,
 )
 
@@ -25,16 +29,41 @@ def write(tmp_path, content: bytes | str, name: str = "record.json"):
     return path
 
 
-def test_a_schema2_record_reads_back_as_written(tmp_path):
-    record = make_record("nemo", tasks=[task([0, 1], 0.97, latency_ratio_b1=0.7, flops_merged=1200)],
+def test_a_schema3_record_reads_back_as_written(tmp_path):
+    control = {"module_acc": 0.9, "module_acc_before_finetune": 0.5, "finetune_kept": True, "params": 500,
+               "weight_retention": 0.5, "flops_ratio": 0.6}
+    record = make_record("nemo", tasks=[task([0, 1], 0.97, latency_ratio_b1=0.7, flops_merged=1200,
+                                             controls={"random": control})],
                          modularization={"threshold": 0.9, "unit": "kernel", "units_total": 100, "retention": 0.5,
                                          "cohesion": 0.9, "coupling": 0.3, "seconds": 0.5,
                                          "method_metrics": {"candidates_per_second": 12.5},
                                          "empty_layer_fallbacks": 2})
     path = write(tmp_path, to_json(record))
     assert read_record(path) == record
-    assert json.loads(path.read_text())["schema"] == RECORD_SCHEMA == 2
+    assert json.loads(path.read_text())["schema"] == RECORD_SCHEMA == 3
+    assert record["cost"]["ratio"] == (12.0 + 0.5) / 10.0
 
+
+def test_a_schema2_record_is_upgraded_in_memory_without_a_cost(tmp_path):
+    old = make_record("mwt", schema=2)
+    assert "cost" not in old
+    record = read_record(write(tmp_path, json.dumps(old)))
+    assert record["schema"] == 3 and record["cost"] is None
+    assert {k: v for k, v in record.items() if k not in ("schema", "cost")} == \
+        {k: v for k, v in old.items() if k != "schema"}
+
+
+@pytest.mark.parametrize("seconds, devices, imported, ratio", [
+    ((20.0, 5.0, 10.0), ("cpu", "cpu"), False, 2.5),
+    ((0.001, 40.0, 10.0), ("cpu", None), False, 4.0001),  # a post-training method's search; a device unknown
+    ((20.0, 5.0, 10.0), ("NVIDIA H100", "cpu"), False, None),  # not the same device
+    ((20.0, 5.0, 0.0), ("cpu", "cpu"), True, None),  # an imported standard model: no training time
+    ((20.0, 5.0, 10.0), ("cpu", "cpu"), True, None),
+])
+def test_training_cost_rule(seconds, devices, imported, ratio):
+    cost = training_cost(*seconds, *devices, imported=imported)
+    assert cost["ratio"] == pytest.approx(ratio) if ratio is not None else cost["ratio"] is None
+    assert (cost["train_seconds"], cost["modularize_seconds"], cost["standard_train_seconds"]) == seconds
 
 def test_a_schema1_record_is_upgraded_in_memory(tmp_path):
     old = make_record("mwt", schema=1, recipe={"precision": "auto"})
@@ -42,8 +71,8 @@ def test_a_schema1_record_is_upgraded_in_memory(tmp_path):
         assert field not in old
     del old["dataset_args"], old["train_history"]  # the earliest schema-1 records lack both
     record = read_record(write(tmp_path, json.dumps(old)))
-    assert record["schema"] == 2 and record["precision"] == "fp32" and record["deterministic"] is False
-    assert record["baseline"] is None and record["last_error"] is None
+    assert record["schema"] == 3 and record["precision"] == "fp32" and record["deterministic"] is False
+    assert record["baseline"] is None and record["last_error"] is None and record["cost"] is None
     assert record["dataset_args"] == {} and record["train_history"] == []
     assert record["config_key"] == config_key(record)
     on_gpu = as_record(dict(old, env={**old["env"], "device": "NVIDIA H100 80GB HBM3"}))
@@ -83,8 +112,8 @@ BAD_FILES = [
     ('"record"', "not a record (a JSON string, expected an object)"),
     ("{}", "not a record (no 'schema' field)"),
     ('{"schema": 1}', "invalid record: missing 16 fields: 'run_id', 'method', 'model', 'model_args', …"),
-    ('{"schema": 0}', "record schema 0 is older than this modbench reads (1 to 2)"),
-    ('{"schema": 7}', "record schema 7 is newer than this modbench reads (1 to 2); upgrade modbench"),
+    ('{"schema": 0}', "record schema 0 is older than this modbench reads (1 to 3)"),
+    ('{"schema": 7}', "record schema 7 is newer than this modbench reads (1 to 3); upgrade modbench"),
 ]
 
 
@@ -112,6 +141,9 @@ def test_a_bad_file_is_one_line_naming_it(tmp_path, content, message):
      "'tasks[0].module_acc' should be a number, got 'high'"),
     ({"model_metrics": {"test_acc": True, "params": 1, "flops": 1, "train_seconds": 1.0}},
      "'model_metrics.test_acc' should be a number, got true"),
+    ({"cost": {"train_seconds": 1.0}}, "'cost' is missing 5 fields"),
+    ({"tasks": [task([0, 1], 0.9, controls={"random": {"module_acc": 0.9}})]},
+     "'tasks[0].controls.random' is missing 'flops_ratio', 'module_acc_before_finetune', 'params', 'weight_retention'"),
 ])
 def test_a_field_of_the_wrong_type_is_named(change, message):
     with pytest.raises(BadRecord, match=r"^somewhere: invalid record: ") as info:
@@ -140,3 +172,62 @@ def test_an_error_record_is_valid():
     record = make_record(error="RuntimeError: boom")
     assert record["model_metrics"] is None and record["tasks"] == [] and record["baseline"] is None
     assert validate(record)["error"] == "RuntimeError: boom"
+
+
+def test_a_schema2_record_reads_as_schema3_without_patching(tmp_path):
+    old = make_record("nemo", schema=2)
+    record = read_record(write(tmp_path, json.dumps(old)))
+    assert record["schema"] == 3 and "patching" not in record
+    assert record == {**old, "schema": 3, "cost": None}
+
+
+def test_a_record_with_patching_validates_and_a_bad_entry_is_named():
+    record = make_record(patching=patching(patch_entry(0), patch_entry(0, "calibrate")))
+    assert validate(record) is record
+    bad = make_record(patching=patching(patch_entry(0, strategy="swap")))
+    with pytest.raises(BadRecord, match=r"'patching.entries\[0\].strategy' should be 'replace' or 'calibrate'"):
+        validate(bad)
+    with pytest.raises(BadRecord, match="'patching' is missing 'weak'"):
+        validate(make_record(patching={"settings": {}, "entries": []}))
+
+
+def composition(**change) -> dict:
+    member = {"model": "simcnn", "model_args": {"width": 0.25}, "seed": 0, "run_id": "digits/a", "config_key": "k",
+              "model_acc": 0.9, "own_acc": 0.85}
+    return {"schema": 3, "kind": "composition", "run_id": "digits/compositions/mwt/abc", "method": "mwt",
+            "family": "cnn", "dataset": "digits", "dataset_args": {}, "preset": "smoke", "threshold": 0.9,
+            "settings": {}, "selection": "val_auc",
+            "votes": "standardised", "members": [member, dict(member, seed=1, run_id="digits/b")],
+            "choices": [{"label": 0, "member": 1, "val_auc": 1.0}], "composed_acc": 0.93, "key": "k",
+            "seconds": 1.0, "env": {}, **change}
+
+
+def test_a_composition_record_reads_back_and_a_record_is_not_one(tmp_path):
+    path = write(tmp_path, json.dumps(composition()), "composition.json")
+    assert read_composition(path) == composition()
+    with pytest.raises(BadRecord, match="not a composition record"):
+        read_composition(write(tmp_path, to_json(make_record()), "record2.json"))
+    with pytest.raises(BadRecord, match="'members\\[0\\]' is missing 'own_acc'"):
+        as_composition(composition(members=[{k: v for k, v in composition()["members"][0].items() if k != "own_acc"}]))
+    with pytest.raises(BadRecord, match="newer than this modbench reads"):
+        as_composition(composition(schema=4))
+
+
+def test_patched_classes_are_kept_only_when_computed_from_the_same_model_and_masks(tmp_path, caplog):
+    inputs = {"model": "a" * 64, "modules": "m1"}
+    stage = RecordStage(ws=None)
+    earlier = make_record("mwt", patching={**patching(patch_entry(0)), "inputs": inputs})
+    stage.write(tmp_path, earlier, inputs=inputs)
+    kept = stage.write(tmp_path, make_record("mwt"), inputs=inputs)  # this run patched nothing
+    assert kept["patching"]["entries"] == [patch_entry(0)]
+    with caplog.at_level("WARNING", logger="bench"):
+        dropped = stage.write(tmp_path, make_record("mwt"), inputs={**inputs, "model": "b" * 64})
+    assert "patching" not in dropped and "another trained model or other module masks" in caplog.text
+
+
+def test_an_unstructured_sparse_task_is_labelled_and_a_bad_label_is_named(tmp_path):
+    sparse = make_record("seam", tasks=[task([0, 1], 0.9, sparsity="unstructured", flops_dense=9000,
+                                             flops_ratio_dense=1.0)])
+    assert read_record(write(tmp_path, to_json(sparse)))["tasks"][0]["sparsity"] == "unstructured"
+    with pytest.raises(BadRecord, match=r"'tasks\[0\]\.sparsity' should be 'unstructured', got 'pruned'"):
+        validate(make_record("seam", tasks=[task([0, 1], 0.9, sparsity="pruned")]))

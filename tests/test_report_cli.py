@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from record_factory import make_record, write_records
+from record_factory import make_record, task, write_records
 
 from bench.cli import cli, main
 from bench.pipeline.runner import run_grid
@@ -126,17 +126,27 @@ def test_show_prints_what_a_record_says_about_itself(tmp_path):
     code, out, err = bench("show", path)
     assert code == 0, err
     for text in ("preset", "paper", "precision", "fp32", "deterministic", "False", "chance", "near chance",
-                 "last error", "CUDA out of memory", "2026-11-26T10:00:00+00:00", flagged["config_key"]):
+                 "last error", "CUDA out of memory", "2026-11-26T10:00:00+00:00", flagged["config_key"],
+                 "cost", "standard_train_seconds", "1.25x"):
         assert text in out, text
     code, out, _ = bench("show", path, "--json")
     assert code == 0 and json.loads(out) == flagged
+
+
+def test_show_lays_out_a_tasks_controls(tmp_path):
+    control = {"module_acc": 0.8125, "module_acc_before_finetune": 0.4375, "finetune_kept": True, "params": 500,
+               "weight_retention": 0.5, "flops_ratio": 0.6}
+    (path,) = write_records(tmp_path, [make_record("mwt", tasks=[task([0, 1], 0.9, controls={"random": control})])])
+    code, out, err = bench("show", path)
+    assert code == 0, err
+    assert "controls (as many units per layer" in out and "random" in out and "0.8125" in out and "0.4375" in out
 
 
 def test_show_upgrades_a_schema1_record(tmp_path):
     (path,) = write_records(tmp_path, [make_record("nemo", schema=1)])
     code, out, _ = bench("show", path, "--json")
     shown = json.loads(out)
-    assert code == 0 and shown["schema"] == 2 and shown["precision"] == "fp32" and shown["baseline"] is None
+    assert code == 0 and shown["schema"] == 3 and shown["precision"] == "fp32" and shown["baseline"] is None
     code, out, _ = bench("show", path)
     assert code == 0 and "not recorded" in out
 

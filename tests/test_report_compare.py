@@ -101,3 +101,12 @@ def test_the_interval_is_the_95_percent_interval_of_the_mean():
     mean is about normal with standard error 1/20, so its 95% interval is ±1.96/20 (a 50% one would be ±0.67/20)."""
     low, high = bootstrap_interval(np.tile([-1.0, 1.0], 200))
     assert low == pytest.approx(-1.96 / 20, rel=0.05) and high == pytest.approx(1.96 / 20, rel=0.05)
+
+
+def test_the_training_cost_is_compared_once_per_seed():
+    from bench.record import training_cost
+
+    rows = task_rows([make_record(method, seed, cost=training_cost(base + seed, 0.0, 10.0, "cpu", "cpu"))
+                      for method, base in (("mwt", 15.0), ("nemo", 12.0)) for seed in range(3)])
+    cost = by_figure(compare_methods(rows, "mwt", "nemo"))["cost_ratio"]
+    assert cost["pairs"] == 3 and cost["mean_diff"] == pytest.approx(0.3) and cost["verdict"] == "mwt higher"

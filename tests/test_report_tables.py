@@ -11,6 +11,7 @@ import pytest
 from record_factory import make_record, task, write_records
 from rich.console import Console
 
+from bench.record import RECORD_SCHEMA
 from bench.report.load import load_records
 from bench.report.tables import render, rich_table, summarize, task_rows
 
@@ -107,7 +108,7 @@ def test_schema1_records_render_with_the_baseline_their_standard_record_implies(
     write_records(tmp_path, [make_record("standard", schema=1, test_acc=0.5), make_record("mwt", schema=1),
                              make_record("nemo", schema=1, test_acc=0.55)])
     loaded = load_records(tmp_path)
-    assert not loaded.skipped and [r["schema"] for r in loaded.records] == [2, 2, 2]
+    assert not loaded.skipped and [r["schema"] for r in loaded.records] == [RECORD_SCHEMA] * 3
     table = raw(summarize(task_rows(loaded.records))).set_index("method")
     assert table.loc["mwt", "baseline_flag"] == "below_method"
     assert pd.isna(table.loc["nemo", "baseline_flag"]) and pd.isna(table.loc["standard", "baseline_flag"])
@@ -174,3 +175,19 @@ def test_two_records_of_one_configuration_seed_and_threshold_count_once_the_newe
     assert loaded.skipped == [f"{old_path}: an older record of the configuration, seed and threshold of {new_path}"]
     table = raw(summarize(task_rows(loaded.records))).set_index("method")
     assert table.loc["mwt", "n"] == 2 and abs(table.loc["mwt", "module_acc_mean"] - 0.8) < 1e-9
+
+
+def test_the_training_cost_is_a_column_in_every_format():
+    from bench.record import training_cost
+
+    records = [make_record("standard", seed, cost=training_cost(10.0, 0.5, 10.0, "cpu", "cpu")) for seed in (0, 1)]
+    records += [make_record("mwt", seed, cost=training_cost(12.0 + 2 * seed, 1.0, 10.0, "cpu", "cpu"))
+                for seed in (0, 1)]
+    records.append(make_record("nemo", cost=training_cost(12.0, 1.0, 10.0, "NVIDIA H100", "cpu")))  # not comparable
+    summary = summarize(task_rows(records))
+    costs = raw(summary).set_index("method")["cost_ratio_mean"]
+    assert costs["mwt"] == pytest.approx(1.4) and costs["standard"] == pytest.approx(1.05)
+    assert pd.isna(costs["nemo"])
+    assert json.loads(render(summary, "json"))[0]["cost_ratio_mean"] is not None
+    for fmt, text in every_format(summary).items():
+        assert "cost" in text and "1.40 ± 0.14x" in text.replace(r"$\pm$", "±"), fmt

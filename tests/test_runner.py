@@ -18,6 +18,7 @@ from bench.errors import UsageError
 from bench.pipeline import store
 from bench.pipeline.runner import run_grid
 from bench.plugins.manager import get_plugins
+from bench.record import RECORD_SCHEMA
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS, DummyMethod, MethodPlugin, make_tiny_grid, use_plugin
 
 TASKS = ((0, 1), (2, 3))
@@ -73,11 +74,12 @@ def calls(monkeypatch) -> Calls:
 
 
 def without_timings(value: Any) -> Any:
-    """``value`` without what legitimately differs between runs: start time, seconds, latency (and the
-    git commit, which a concurrent commit in the checkout may change while the suite runs)."""
+    """``value`` without what legitimately differs between runs: start time, seconds, latency, the cost ratio
+    (and the git commit, which a concurrent commit in the checkout may change while the suite runs)."""
     if isinstance(value, dict):
         return {k: without_timings(v) for k, v in value.items()
-                if not k.endswith("seconds") and not k.startswith("latency_ratio") and k not in ("started", "git")}
+                if not k.endswith("seconds") and not k.startswith("latency_ratio")
+                and k not in ("started", "git", "ratio")}
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
@@ -94,7 +96,7 @@ def filled(value: Any) -> bool:
 def assert_complete(record: dict, tasks: tuple[tuple[int, ...], ...] = TASKS) -> None:
     """Every field of DESIGN §6 is there and filled."""
     assert record["error"] is None
-    assert record["schema"] == 2
+    assert record["schema"] == RECORD_SCHEMA == 3
     for key in ("run_id", "method", "model", "model_args", "dataset", "seed", "preset", "hparams"):
         assert key in record and record[key] is not None, key
     for key in ("modbench", "torch", "device", "git", "started"):
@@ -103,6 +105,11 @@ def assert_complete(record: dict, tasks: tuple[tuple[int, ...], ...] = TASKS) ->
         assert filled(record["model_metrics"].get(key)), f"model_metrics.{key}"
     for key in ("threshold", "unit", "units_total", "retention", "cohesion", "coupling", "seconds"):
         assert filled(record["modularization"].get(key)), f"modularization.{key}"
+    cost = record["cost"]
+    assert cost["device"] == cost["standard_device"] == record["env"]["device"]
+    assert cost["ratio"] == pytest.approx((cost["train_seconds"] + cost["modularize_seconds"])
+                                          / cost["standard_train_seconds"])
+    assert cost["modularize_seconds"] == record["modularization"]["seconds"]
     assert [tuple(t["classes"]) for t in record["tasks"]] == list(tasks)
     for task in record["tasks"]:
         for key in TASK_FIELDS:

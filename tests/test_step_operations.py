@@ -10,8 +10,7 @@ import pytest
 import torch
 from benchmarks.steps import count_ops, step_ops
 
-from bench.modular.similarity import MaskList, unit_rate
-from methods.mwt import cohesion_coupling_loss
+from bench.modular.similarity import MaskList, cohesion_coupling_loss, unit_rate
 from methods.nemo import contrastive_mask_loss
 
 LOSSES = {

@@ -100,11 +100,13 @@ def test_a_tasks_fine_tuning_epochs_are_logged_under_its_classes(tmp_path, monke
     plugins.emit("epoch_end", run, {"stage": "finetune", **rows[0]})  # skipped: the reuse stage brings the rows
     plugins.emit("stage_end", run, {"stage": "modularize", "threshold": 0.7, "retention": 0.25})
     plugins.emit("stage_end", run, {"stage": "reuse", "classes": [3, 1], "module_acc": 0.8, "finetune_history": rows})
+    plugins.emit("stage_end", run, {"stage": "control", "control": "random", "classes": [3, 1], "module_acc": 0.6})
     plugins.emit("run_end", run, {"error": "stopped here"})
     events = read(tensorboard.cell_directory(run))
     assert series(events, "finetune/3-1/loss") == [(1, pytest.approx(0.9)), (2, pytest.approx(0.4))]
     assert series(events, "finetune/3-1/val_acc") == [(1, 0.5), (2, 0.75)]
     assert series(events, "reuse/3-1/module_acc") == [(70, pytest.approx(0.8))]
+    assert series(events, "control/random/3-1/module_acc") == [(70, pytest.approx(0.6))]
     assert not any(tag.startswith("finetune/epoch") for tag in events.Tags()["scalars"])
     assert not (tensorboard.cell_directory(run) / "t0.7").exists()  # a failed record has no hparams
 

@@ -12,39 +12,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from processes import HAS_PROC, alive, children
 
 from bench.testing import TINY_DATASET, TINY_MODEL
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+pytestmark = pytest.mark.skipif(not HAS_PROC, reason="reads the process table from /proc")
 
 GRID = ["run", "--methods", "standard,mwt", "--models", TINY_MODEL, "--datasets", TINY_DATASET, "--seeds", "0,1",
         "--tasks", "0,1", "--workers", "2", "--device", "cpu", "--set", "epochs=200", "--set", "batch_size=16"]
 PATIENCE = 180  # seconds: an upper bound on starting the workers, or on their ending; never a speed goal
-
-
-def children(pid: int) -> set[int]:
-    """The processes whose parent is ``pid``."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def wait_for(condition, what: str) -> None:

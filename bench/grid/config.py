@@ -13,7 +13,9 @@ from typing import Any
 
 from bench.errors import UsageError
 from bench.grid.options import CONFIG_KEYS
+from bench.grid.scenarios import Scenarios, parse_scenarios
 from bench.grid.settings import Overrides, parse_overrides, suggest
+from bench.record import CONTROL_KINDS
 from bench.refs import Ref, parse_refs
 
 MAX_SEED = 2**32 - 1
@@ -32,6 +34,8 @@ class GridConfig:
     seeds: tuple[int, ...] = (0,)
     tasks: tuple[tuple[int, ...], ...] = ((0, 1), (2, 3, 4))
     thresholds: tuple[float, ...] = (0.9,)
+    scenarios: Scenarios = field(default_factory=Scenarios)
+    controls: tuple[str, ...] = ()
     preset: str = "smoke"
     overrides: Overrides = field(default_factory=Overrides)
     out: Path = Path("runs")
@@ -147,6 +151,8 @@ def grid_from_options(values: dict[str, Any]) -> GridConfig:
         seeds=seeds,
         tasks=tuple(parse_task(t, values["one_class_tasks"]) for t in values["tasks"]),
         thresholds=thresholds,
+        scenarios=parse_scenarios(tuple(parse_refs(values["scenario"]))),
+        controls=parse_controls(values["controls"]),
         preset=values["preset"],
         overrides=parse_overrides(settings),
         out=values["out"],
@@ -156,6 +162,20 @@ def grid_from_options(values: dict[str, Any]) -> GridConfig:
         plugins_dir=values["plugins_dir"],
         quiet=values["quiet"],
     )
+
+
+def parse_controls(items: tuple[str, ...]) -> tuple[str, ...]:
+    """('random,magnitude',) -> ('random', 'magnitude'); 'none' (alone) -> (); a one-line error otherwise."""
+    names = tuple(dict.fromkeys(n.strip() for n in ",".join(items).split(",") if n.strip()))
+    if names == ("none",):
+        return ()
+    for name in names:
+        if name not in CONTROL_KINDS:
+            raise UsageError(f"unknown control '{name}'{suggest(name, CONTROL_KINDS)} (--controls takes "
+                             f"{', '.join(CONTROL_KINDS)}, or none)")
+    if not names:
+        raise UsageError("--controls is empty: give random, magnitude or none")
+    return names
 
 
 def _refs(items: tuple[str, ...], what: str) -> tuple[Ref, ...]:

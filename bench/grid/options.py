@@ -66,6 +66,10 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("tasks", "tasks", ("0,1", "2,3,4"),
               "Target classes of one sub-task, repeatable: --tasks 0,1 --tasks 2,3."),
     RunOption("thresholds", "list", ("0.9",), "Module thresholds, comma separated (one trained model serves all)."),
+    RunOption("scenario", "refs", (), "Also run a reuse scenario: patch (a weak model patched with the strong "
+              "model's module of each task class; patch:fraction=0.1,epochs=20,without=C)."),
+    RunOption("controls", "list", ("none",), "Controls of every reused module, comma separated: random, magnitude "
+              "(as many units per layer, chosen at random or by weight L1 norm, reused the same way), or none."),
     RunOption("preset", "text", "smoke", "Training recipes: smoke, paper or reference."),
     RunOption("set", "settings", (), "Change a recipe value (epochs=30) or a method's (nemo.alpha=0.2), "
               "repeatable; a comma list sweeps it (nemo.alpha=0.5,1.5)."),

@@ -147,10 +147,13 @@ class TensorBoardLogger:
         stage = payload["stage"]
         if stage == "modularize":
             cell.threshold = payload["threshold"]
-        if stage != "reuse":
+        if stage not in ("reuse", "control"):
             cell.scalars(stage, payload, cell.step)
             return
         classes = "-".join(str(c) for c in payload["classes"])
+        if stage == "control":  # a task's control: its figures under its kind and classes
+            cell.scalars(f"control/{payload['control']}/{classes}", payload, cell.step)
+            return
         cell.scalars(f"reuse/{classes}", payload, cell.step)
         for row in payload.get("finetune_history") or []:
             cell.scalars(f"finetune/{classes}", {k: v for k, v in row.items() if k != "epoch"}, int(row["epoch"]))

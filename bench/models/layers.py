@@ -13,6 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def keep_last_mask(unit: nn.Module, mask: torch.Tensor) -> None:
+    """Keep a unit's last mask for the mask losses and activity counts (not in an exported program, which
+    holds no state between calls)."""
+    if not torch.compiler.is_exporting():
+        unit.mask = mask
+
+
 class ConvUnit(nn.Module):
     """conv -> BN (optional) -> x mask (when a generator is attached) -> ReLU (optional)."""
 
@@ -49,15 +56,21 @@ class ConvUnit(nn.Module):
     def masked(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``y`` (batch, units, h, w) times the mask the generator computes from the unit's input ``x``, then ReLU."""
         if self.generator is not None:
-            self.mask = self.generator(x)  # (batch, out_channels), in the generator's dtype
-            y = y * self.mask.to(y.dtype)[:, :, None, None]
+            mask = self.generator(x)  # (batch, out_channels), in the generator's dtype
+            keep_last_mask(self, mask)
+            y = y * mask.to(y.dtype)[:, :, None, None]
         return F.relu(y) if self.relu else y
 
+    def signal(self, output: torch.Tensor) -> torch.Tensor:
+        """Per-sample channel activations (batch, units): the mean post-ReLU value of each feature map
+        (of its positive part, for a unit without its own ReLU)."""
+        return F.relu(output).mean(dim=(2, 3))
+
     def activity(self, output: torch.Tensor) -> torch.Tensor:
-        """Per-sample active channels (batch, units): mask > 0, or positive post-ReLU spatial mean."""
+        """Per-sample active channels (batch, units): mask > 0, or a positive signal."""
         if self.generator is not None and self.mask is not None:
             return self.mask > 0
-        return F.relu(output).mean(dim=(2, 3)) > 0
+        return self.signal(output) > 0
 
 
 class InvertedUnit(ConvUnit):
@@ -94,16 +107,22 @@ class LinearUnit(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(x)
         if self.generator is not None:
-            self.mask = self.generator(x)  # (batch, out_features), in the generator's dtype
-            mask = self.mask.to(y.dtype)
+            mask = self.generator(x)  # (batch, out_features), in the generator's dtype
+            keep_last_mask(self, mask)
+            mask = mask.to(y.dtype)
             y = y * (mask[:, None, :] if y.dim() == 3 else mask)
         return y
 
+    def signal(self, output: torch.Tensor) -> torch.Tensor:
+        """Per-sample neuron activations (batch, units): the positive part of the output, averaged over
+        tokens first."""
+        return F.relu(output.mean(dim=1) if output.dim() == 3 else output)
+
     def activity(self, output: torch.Tensor) -> torch.Tensor:
-        """Per-sample active neurons (batch, units): mask > 0, or positive mean over tokens."""
+        """Per-sample active neurons (batch, units): mask > 0, or a positive signal."""
         if self.generator is not None and self.mask is not None:
             return self.mask > 0
-        return (output.mean(dim=1) if output.dim() == 3 else output) > 0
+        return self.signal(output) > 0
 
 
 class Residual(nn.Module):

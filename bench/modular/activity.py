@@ -3,13 +3,14 @@
 One streaming pass over the training data (``collect_activity``) accumulates, per class, how
 often each maskable unit is active, plus a capped sample of per-sample activity for cohesion; the
 memory it needs does not grow with the data set. ``threshold_masks`` turns the counts into
-module masks (``threshold_modules`` also counts the layers that needed the empty-layer rule);
+module masks (``threshold_modules`` also counts the layers that needed the empty-layer rule;
+``floored_modules`` is MODA's rule, a floor instead of a lowered threshold);
 ``ModuleSet.target`` ORs the class modules of a sub-task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import NamedTuple
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 
 from bench.errors import BenchError, UsageError
 from bench.modular.masking import maskable_units
+from bench.modular.signals import UnitRecorder
 from bench.protocol.modules import ActivityStats
 
 THRESHOLD_STEP = 0.05
@@ -34,35 +36,31 @@ def collect_activity(
 ) -> ActivityStats:
     """Run ``model`` (eval mode) over ``batches`` and count, per class, each unit's activity.
 
-    A unit is active for a sample when its mask is > 0 (modular model) or its post-ReLU output is
-    positive on average (standard model). The first ``per_class`` samples of every class are kept
+    A unit is active for a sample when its mask is > 0 (modular model) or its signal is positive
+    (standard model: ``bench.modular.signals``). The first ``per_class`` samples of every class are kept
     whole for cohesion, in a buffer allocated once: memory does not grow with the data set.
     """
     named = maskable_units(model)
     sizes = [u.num_units for _, u in named]
-    seen: list[torch.Tensor] = []
-    hooks = [u.register_forward_hook(lambda mod, _inp, out: seen.append(mod.activity(out))) for _, u in named]
     counts = torch.zeros(num_classes, sum(sizes), dtype=torch.int64)
     totals = torch.zeros(num_classes, dtype=torch.int64)
     kept = torch.zeros(num_classes, per_class, sum(sizes), dtype=torch.bool)  # allocated once, filled in order
     was_training = model.training
     model.eval()
     try:
-        for x, y in batches:
-            seen.clear()
-            model(x)
-            active = torch.cat(seen, dim=1).cpu()  # (batch, units) bool
-            y = y.cpu()
-            counts.index_add_(0, y, active.long())
-            slot = totals[y] + _rank_within_class(y, num_classes)  # each sample's place among its class
-            take = slot < per_class
-            kept[y[take], slot[take]] = active[take]
-            totals += torch.bincount(y, minlength=num_classes)
-            if on_batch is not None:
-                on_batch()
+        with UnitRecorder(named, read="activity") as recorder:
+            for x, y in batches:
+                model(x)
+                active = torch.cat(recorder.last(), dim=1).cpu()  # (batch, units) bool
+                y = y.cpu()
+                counts.index_add_(0, y, active.long())
+                slot = totals[y] + _rank_within_class(y, num_classes)  # each sample's place among its class
+                take = slot < per_class
+                kept[y[take], slot[take]] = active[take]
+                totals += torch.bincount(y, minlength=num_classes)
+                if on_batch is not None:
+                    on_batch()
     finally:
-        for h in hooks:
-            h.remove()
         model.train(was_training)
     filled = totals.clamp(max=per_class).tolist()
     samples = torch.cat([kept[c, :n] for c, n in enumerate(filled)])
@@ -129,6 +127,37 @@ def threshold_masks(stats: ActivityStats, threshold: float, empty_layer: str = "
                     seed: int = 0) -> torch.Tensor:
     """The (classes, units) bool module masks of ``threshold_modules``."""
     return threshold_modules(stats, threshold, empty_layer, seed).masks
+
+
+def floored_modules(stats: ActivityStats, threshold: float, floor: float,
+                    layers: Collection[str] | None = None) -> Thresholded:
+    """MODA's module masks (classes, units): per layer the units active in >= ``threshold`` of a class's
+    samples, with a floor.
+
+    A class keeping fewer than ``max(1, int(floor * layer size))`` units of a layer keeps instead its
+    ``k`` most frequent ones (ties: the lower index), ``k`` being the larger of that minimum and the
+    most units any class keeps of the layer at the threshold (MODA ``model_modularizer.py``). Layers
+    not in ``layers`` (None: all) stay whole. ``fallbacks`` counts, per layer, the classes topped up.
+    """
+    freq = stats.frequencies()
+    masks = torch.ones_like(freq, dtype=torch.bool)
+    fallbacks = []
+    start = 0
+    for name, size in zip(stats.layers, stats.sizes, strict=True):
+        rates = freq[:, start:start + size]  # (classes, size)
+        if layers is None or name in layers:
+            keep = rates >= threshold
+            least = max(1, int(floor * size))
+            short = keep.sum(1) < least
+            k = max(least, int(keep.sum(1).max()))
+            top = torch.sort(rates, dim=1, descending=True, stable=True).indices[:, :k]  # (classes, k)
+            keep[short] = torch.zeros_like(keep[short]).scatter_(1, top[short], True)
+            masks[:, start:start + size] = keep
+            fallbacks.append(int(short.sum()))
+        else:
+            fallbacks.append(0)
+        start += size
+    return Thresholded(masks, fallbacks)
 
 
 def _keep_layer(freq: torch.Tensor, threshold: float) -> torch.Tensor | None:

@@ -24,13 +24,19 @@ __all__ = ["MODES", "extract"]
 MODES = ("exact", "paper")
 
 
-def extract(model: nn.Module, keep: dict[str, torch.Tensor], mode: str = "exact") -> nn.Module:
+def extract(model: nn.Module, keep: dict[str, torch.Tensor], mode: str = "exact",
+            soft_masks: bool = False) -> nn.Module:
     """A physically smaller copy of ``model`` holding only the retained units.
 
     ``keep`` maps a unit's qualified name (as in ``bench.models.layers.units``) to a bool tensor
     (num_units,) of retained outputs; a unit absent from ``keep`` is kept whole (its generator,
-    if any, is dropped). ``model`` is not modified; the result has no generators, is trainable
-    and is in ``model``'s train/eval state. ``mode`` 'paper' (ViTs only) builds NeMo's module.
+    if any, is dropped). ``model`` is not modified; the result has no generators (but with
+    ``soft_masks``), is trainable and is in ``model``'s train/eval state. ``mode`` 'paper' (ViTs
+    only) builds NeMo's module.
+
+    ``soft_masks`` (CNNs): the units named in ``keep`` keep their mask generators, sliced to the module's
+    channels, so each kept channel is scaled by its soft mask as in the MwT authors' module classes; the
+    module then computes what the modular model computes with every dropped unit's mask forced to 0.
     """
     if mode not in MODES:
         raise ValueError(f"unknown extraction mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -38,8 +44,11 @@ def extract(model: nn.Module, keep: dict[str, torch.Tensor], mode: str = "exact"
     if isinstance(model, CNN):
         if mode == "paper":
             raise ValueError("mode 'paper' is NeMo's ViT module build; use mode 'exact' for a CNN")
-        result = extract_cnn(model, masks)
+        result = extract_cnn(model, masks, soft_masks)
     elif isinstance(model, ViT):
+        if soft_masks:
+            raise ValueError("soft masks are built for CNN modules (the MwT authors' module classes); "
+                             "a ViT module keeps hard masks")
         result = extract_vit(model, masks, mode)
     else:
         raise TypeError(f"cannot extract a {type(model).__name__}: only the zoo's CNN and ViT are supported")

@@ -25,6 +25,7 @@ from bench.protocol.method import Method, StageContext, TrainContext, TrainedMod
 from bench.protocol.modules import ModuleSet, unit_kind
 
 EXTRACTION_MODES = ("exact", "paper")
+MODULE_MASKS = ("hard", "soft")
 
 
 def check_extraction(mode: str) -> None:
@@ -46,15 +47,22 @@ class MaskedHparams:
     channel_multiple: round each layer of a reused module up to a multiple of this many units, by
     the task's next most frequent ones (1: off; 8 suits GPU tensor cores); recorded as its own
     retention (``retention_rounded``).
+    module_masks: what a reused CNN module does with its kept kernels: 'hard' (they pass unscaled, the
+    generators are dropped, as the MwT authors' modularizer builds modules: ``keep_generator=False``)
+    or 'soft' (each kept kernel is scaled by its generator's soft mask, computed from the module's own
+    input: the default of the authors' module classes). ViT modules keep hard masks.
     """
 
     mask_lr: float | None = None
     extraction: str = field(default="exact", metadata={"stage": "compose"})
     empty_layer: str = field(default="most_frequent", metadata={"stage": "modularize"})
     channel_multiple: int = field(default=1, metadata={"stage": "compose"})
+    module_masks: str = field(default="hard", metadata={"stage": "compose"})
 
     def __post_init__(self) -> None:
         check_extraction(self.extraction)
+        if self.module_masks not in MODULE_MASKS:
+            raise UsageError(f"bad value for module_masks: '{self.module_masks}' (choose hard or soft)")
         check_empty_layer(self.empty_layer)
         if self.channel_multiple < 1:
             raise ValueError(f"channel_multiple must be at least 1, got {self.channel_multiple}")
@@ -108,5 +116,6 @@ class MaskedMethod(Method):
                 classes: Sequence[int]) -> nn.Module:
         """The trained model with only the target module's units, physically removed."""
         mode = getattr(ctx.hparams, "extraction", "exact") if ctx.family == "vit" else "exact"
+        soft = ctx.family == "cnn" and getattr(ctx.hparams, "module_masks", "hard") == "soft"
         keep = task_keep(modules, classes, getattr(ctx.hparams, "channel_multiple", 1))
-        return extract(trained.model, modules.split(keep), mode=mode)
+        return extract(trained.model, modules.split(keep), mode=mode, soft_masks=soft)

@@ -16,6 +16,7 @@ from bench.models.layers import ConvUnit, LinearUnit, Residual, units
 from bench.models.vit import Attention
 from bench.modular.autocast import without_autocast
 from bench.modular.similarity import MaskList
+from bench.modular.slicing import sliced_linear
 
 # (hidden-halving threshold, first layer has a bias) per unit kind, as in the authors' code:
 # MwT's conv generators halve from 128 outputs and have no first bias, NeMo's neuron generators
@@ -47,6 +48,16 @@ class MaskGenerator(nn.Module):
             group, slot = self.shared
             return group.mask(slot, x)
         return joint_masks([self], x)[0]
+
+    def sliced(self, inputs: torch.Tensor, outputs: torch.Tensor) -> MaskGenerator:
+        """A generator reading only the ``inputs`` features and masking only the ``outputs`` units (index
+        tensors): the masks this one gives those units when every other input is zero (the authors'
+        module-reuse generators pad the dropped inputs with zeros). Its hidden layer is kept whole."""
+        new = MaskGenerator.__new__(MaskGenerator)  # no fresh layers: the sliced copies are its layers
+        nn.Module.__init__(new)
+        new.fc1, new.fc2 = sliced_linear(self.fc1, cols=inputs), sliced_linear(self.fc2, rows=outputs)
+        new.shared = None
+        return new
 
 
 def _pooled(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

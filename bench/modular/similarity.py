@@ -1,7 +1,9 @@
 """Per-layer cosine similarities between the samples' masks, every layer in one pass.
 
 The mask losses of MwT and NeMo need, for every masked layer, the (batch, batch) matrix of cosine
-similarities between the samples' masks. The masks of all layers are laid side by side in one
+similarities between the samples' masks; MODA needs the same matrix of the samples' activations
+(``cohesion_coupling_loss`` is MwT's loss over masks and MODA's affinity and dispersion over
+activations, one formula). The masks of all layers are laid side by side in one
 zero-padded (layers, batch, widest) tensor, normalised and multiplied in one batched product:
 zeros add nothing to a norm or a dot product, so each layer's matrix is its own, and the loss
 launches the same few operations whatever the number and widths of the masked layers (on a GPU a
@@ -78,3 +80,25 @@ def unit_rate(masks: list[torch.Tensor]) -> torch.Tensor:
         stack = stack_masks(masks)  # padding is 0, never positive: divide by the real widths
         _, widths = _layout(_widths(masks), stack.shape[1], stack.device)
         return ((stack > 0).sum(dim=2) / widths).mean()  # mean over (layers, batch) of open fractions
+
+
+def pair_weights(labels: torch.Tensor) -> torch.Tensor:
+    """(2, batch, batch): same-class pairs i < j, then different-class pairs i < j, each divided by
+    its count (at least 1), so that a product with a similarity matrix is the mean over those pairs."""
+    same = labels[:, None] == labels[None, :]  # (batch, batch)
+    pairs = torch.stack([same, ~same]).triu(diagonal=1).float()
+    return pairs / pairs.sum(dim=(1, 2), keepdim=True).clamp(min=1)
+
+
+def cohesion_coupling_loss(signals: list[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 - mean same-class similarity, mean different-class similarity), averaged over layers.
+
+    Per layer, the (batch, units) ``signals`` (masks, or activations) are L2-normalised per sample and
+    compared over the pairs i < j; a batch without a pair of one kind counts 0 similarity for it.
+    MwT calls the two cohesion and coupling losses, MODA 1 - affinity and dispersion. Every layer in
+    one product: the (layers, 2) mean similarities over same-class and different-class pairs.
+    """
+    sim = mask_similarities(signals)  # (layers, batch, batch)
+    per_layer = sim.flatten(1) @ pair_weights(labels).flatten(1).T  # (layers, 2)
+    same_class, other_class = per_layer.mean(dim=0)
+    return 1 - same_class, other_class

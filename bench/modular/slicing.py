@@ -41,10 +41,12 @@ def sliced_conv(conv: nn.Conv2d, rows: torch.Tensor, cols: torch.Tensor | None) 
     return new
 
 
-def sliced_conv_unit(unit: ConvUnit, live: torch.Tensor, out: torch.Tensor) -> ConvUnit:
+def sliced_conv_unit(unit: ConvUnit, live: torch.Tensor, out: torch.Tensor, soft_masks: bool = False) -> ConvUnit:
     """A ConvUnit computing the ``out`` channels of ``unit`` from its ``live`` input channels.
 
-    An ``InvertedUnit`` keeps the depthwise filter (and depthwise BN) of every kept channel.
+    An ``InvertedUnit`` keeps the depthwise filter (and depthwise BN) of every kept channel. With
+    ``soft_masks`` a unit's mask generator comes along, sliced to those channels (its ``sliced`` method), so
+    each kept channel is still scaled by its soft mask; otherwise the generator is dropped.
     """
     conv = unit.conv
     if conv.groups != 1 or len(live) != conv.in_channels:
@@ -58,6 +60,8 @@ def sliced_conv_unit(unit: ConvUnit, live: torch.Tensor, out: torch.Tensor) -> C
         new = ConvUnit(len(cols), len(rows), bias=conv.bias is not None, bn=unit.bn is not None, relu=unit.relu)
     new.conv = sliced_conv(conv, rows, cols)  # keeps kernel, stride, padding, ...
     new.bn = sliced_bn(unit.bn, rows) if unit.bn is not None else None
+    if soft_masks and unit.generator is not None:
+        new.generator = unit.generator.sliced(cols, rows).to(device=conv.weight.device)
     return new
 
 

@@ -11,19 +11,26 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 from bench.errors import BenchError, StoreUnwritable
 from bench.grid.config import CellConfig
 from bench.grid.resolve import Resolved
 from bench.pipeline import layout, store
 from bench.pipeline.env import configure_kernels, environment
+from bench.pipeline.scenarios.outputs import ClassOutputsStage
+from bench.pipeline.scenarios.patch import PatchStage, patched_classes, patching_covers
+from bench.pipeline.scenarios.weak import WeakStage
+from bench.pipeline.stages.controls import ControlStage
 from bench.pipeline.stages.evaluate import EvaluateStage, Reference
 from bench.pipeline.stages.modularize import ModularizeStage
 from bench.pipeline.stages.record import Figures, RecordStage
 from bench.pipeline.stages.reuse import ReuseStage, mask_digest
-from bench.pipeline.stages.train import TrainStage
+from bench.pipeline.stages.train import Trained, TrainStage
 from bench.pipeline.workspace import Workspace
-from bench.record import Record, baseline_check, read_record
+from bench.protocol.method import StageContext
+from bench.protocol.modules import ModuleSet
+from bench.record import Cost, Record, baseline_check, read_record, training_cost
 
 log = logging.getLogger("bench")
 
@@ -37,7 +44,10 @@ class CellRunner:
         self.evaluate = EvaluateStage(ws, self.train)
         self.modularize = ModularizeStage(ws)
         self.reuse = ReuseStage(ws, self.evaluate)
+        self.controls = ControlStage(ws, self.reuse)
         self.record = RecordStage(ws)
+        self.outputs = ClassOutputsStage(ws)
+        self.patch = PatchStage(ws, self.outputs, WeakStage(ws, self.train))
         ws.locate = self.train.directory
 
     def resolve(self, cell: CellConfig) -> Resolved:
@@ -67,14 +77,21 @@ class CellRunner:
             figures.baseline = self._baseline(cell, r, ref, figures.model_metrics["test_acc"])
             for threshold in cell.grid.thresholds:
                 modules, figures.modularization = self.modularize.run(r, trained, threshold)
+                figures.cost = cost_of(trained, ref, figures.modularization["seconds"])
                 ctx = self.modularize.context(r, trained, threshold)
                 directory = self.record_dir(r, threshold)
-                figures.tasks = [self.reuse.run(r, trained, modules, ctx, directory, classes, ref)
+                figures.tasks = [self._task(r, trained, modules, ctx, directory, classes, ref, cell.grid.controls)
                                  for classes in cell.grid.tasks]
-                changed = functools.partial(self.reuse.changed, r, directory, trained.sha256, mask_digest(modules),
+                if cell.grid.scenarios.patch is not None:
+                    figures.patching = self.patch.run(r, trained, modules, ctx, self.modularize.settings(r, threshold),
+                                                      directory, patched_classes(cell.grid.tasks),
+                                                      cell.grid.scenarios.patch)
+                masks = mask_digest(modules)
+                changed = functools.partial(self.reuse.changed, r, directory, trained.sha256, masks,
                                             ref.trained.sha256)  # what changed for an earlier record's task
                 record = self.record.build(r, env, threshold, directory, figures)
-                records.append(self.record.write(directory, record, changed))
+                inputs = {"model": trained.sha256, "modules": masks}  # what earlier patched classes must come from
+                records.append(self.record.write(directory, record, changed, inputs))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # one failing cell is recorded and the grid goes on
@@ -92,6 +109,14 @@ class CellRunner:
         for record in records:
             self.ws.emit("run_end", r, dict(record))
         return records
+
+    def _task(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, directory: Path,
+              classes: tuple[int, ...], ref: Reference, controls: tuple[str, ...]) -> dict[str, Any]:
+        """A task's record entry: its reused module, and the module's controls when the grid asks for them."""
+        entry = self.reuse.run(r, trained, modules, ctx, directory, classes, ref)
+        if controls:
+            entry["controls"] = self.controls.run(r, trained, modules, ctx, directory, classes, ref, entry, controls)
+        return entry
 
     def _baseline(self, cell: CellConfig, r: Resolved, ref: Reference, method_test_acc: float) -> dict | None:
         """The standard model's health, warned about in one line when it looks failed."""
@@ -121,14 +146,26 @@ class CellRunner:
             tasks = {tuple(t["classes"]): t for t in record["tasks"]}
             if record["error"] is not None or not set(cell.grid.tasks) <= set(tasks):
                 return None
+            if not all(set(cell.grid.controls) <= set(tasks[c].get("controls", {})) for c in cell.grid.tasks):
+                return None
             if not all(_module_file_verifies(directory, tasks[c]) for c in cell.grid.tasks):
                 return None
             modules = self.modularize.stored(r, self.train.directory(r), model_sha, threshold)
             if modules is None or any(self.reuse.changed(r, directory, model_sha, mask_digest(modules), standard_sha, c)
                                       for c in cell.grid.tasks):
                 return None
+            patch = cell.grid.scenarios.patch
+            if patch is not None and not patching_covers(record, patch, patched_classes(cell.grid.tasks)):
+                return None
             records.append(record)
         return records
+
+
+def cost_of(trained: Trained, ref: Reference, modularize_seconds: float) -> Cost:
+    """What ``trained`` and its modules at one threshold cost, against ``ref``'s standard model's training."""
+    standard = ref.trained
+    return training_cost(trained.seconds, modularize_seconds, standard.seconds, trained.device, standard.device,
+                         trained.imported or standard.imported)
 
 
 def _module_file_verifies(directory: Path, task: dict) -> bool:

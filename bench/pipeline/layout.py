@@ -12,7 +12,12 @@ and measuring settings), which holds the cell's record::
         t<threshold>/modules-<key>.json  .pt      modularize stage (+ -search.pt: a search's checkpoint)
         t<threshold>/compose-<key>-search.pt      a search inside compose (SeaM, per task): its checkpoint
         t<threshold>/r<key>/<classes>.json  .pt   reuse stage, one per task (module weights in .pt)
+        t<threshold>/r<key>/controls/<classes>-<kind>.json  .pt   a task's control (its masks in .pt)
         t<threshold>/r<key>/record.json           the cell's record
+        t<threshold>/r<key>/patch-<class>.json    patching scenario, one per patched class
+        t<threshold>/c<key>/<class>.json  .pt     one class module's outputs (patching, composing)
+    runs/<dataset>/<model>/weak-model/<key>/      patching scenario: the weak model
+    runs/<dataset>/compositions/<method>/<key>/composition.json   modules composed across models
 
 Folder names hash *settings* only, so a record's place is known before anything is computed;
 each stage's JSON key also hashes the *contents* it was computed from (checksums, and the data
@@ -55,3 +60,28 @@ def reuse_dir(train_dir: Path, threshold: float, settings: str) -> Path:
 def task_file(directory: Path, classes: tuple[int, ...]) -> Path:
     """A task's reuse-stage JSON file inside a reuse folder."""
     return directory / f"{classes_label(classes)}.json"
+
+
+def class_outputs_file(train_dir: Path, threshold: float, settings: str, label: int) -> Path:
+    """One class module's outputs on the validation and test images (patching, composing across models)."""
+    return threshold_dir(train_dir, threshold) / f"c{settings}" / f"{label}.json"
+
+
+def weak_dir(model_dir: Path, key: str) -> Path:
+    """The weak model of the patching scenario, beside the methods of its model: ``<model>/weak-model/<key>``."""
+    return model_dir / "weak-model" / key
+
+
+def patch_file(directory: Path, label: int) -> Path:
+    """One patched class's figures inside a reuse folder (beside the record)."""
+    return directory / f"patch-{label}.json"
+
+
+def composition_dir(dataset_dir: Path, method: str, key: str) -> Path:
+    """A composition across models: ``<dataset>/compositions/<method>/<key>/composition.json`` lives there."""
+    return dataset_dir / "compositions" / method / key
+
+
+def control_file(directory: Path, classes: tuple[int, ...], kind: str) -> Path:
+    """A task's control (``random``, ``magnitude``) inside a reuse folder."""
+    return directory / "controls" / f"{classes_label(classes)}-{kind}.json"

@@ -44,6 +44,44 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     return correct / max(total, 1)
 
 
+@torch.no_grad()
+def outputs_of(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+               column: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s logits (eval mode) over ``batches`` on the CPU, (N, classes), or only ``column``'s, (N,);
+    and the labels, (N,)."""
+    was_training = model.training
+    model.eval()
+    outputs, labels = [], []
+    for x, y in batches:
+        logits = model(x).float()
+        outputs.append((logits if column is None else logits[:, column]).cpu())
+        labels.append(y.cpu())
+    model.train(was_training)
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def class_scores(predictions: torch.Tensor, labels: torch.Tensor, target: int) -> dict[str, float]:
+    """Precision, recall and F1 of class ``target`` (one against the rest); 0 where undefined (nothing
+    predicted as the class, or no image of it), as scikit-learn's default."""
+    predicted, actual = predictions == target, labels == target
+    hits = int((predicted & actual).sum())
+    precision = hits / int(predicted.sum()) if predicted.any() else 0.0
+    recall = hits / int(actual.sum()) if actual.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def roc_auc(scores: torch.Tensor, positives: torch.Tensor) -> float:
+    """Area under the ROC curve of ``scores`` (N,) ranking the ``positives`` (N,) bool above the rest: the
+    chance that a random positive outscores a random negative, ties counting half; NaN without both."""
+    pos, neg = scores[positives].double(), scores[~positives].double()
+    if len(pos) == 0 or len(neg) == 0:
+        return math.nan
+    above = (pos[:, None] > neg[None, :]).double().mean()  # (positives, negatives) compared pairwise
+    ties = (pos[:, None] == neg[None, :]).double().mean()
+    return float(above + 0.5 * ties)
+
+
 def mean_pairwise_jaccard(sets: torch.Tensor) -> float:
     """Mean Jaccard index over all pairs of distinct rows of a (n, units) bool matrix.
 

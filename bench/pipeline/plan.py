@@ -2,8 +2,8 @@
 
 The estimate comes from this device: each distinct (method, model, recipe) runs a few training
 steps of its real loss on random images at the recipe's batch size and precision; a cell then
-costs its training steps (epochs x batches) plus the fine-tuning steps of its tasks, at that
-speed. Cached stages cost nothing. A post-training method's search is not estimated.
+costs its training steps (epochs x batches) plus the fine-tuning steps of its tasks and their
+controls, at that speed. Cached stages cost nothing. A post-training method's search is not estimated.
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ class Planner:
             for task in cell.grid.tasks:
                 task_images = train_images * len(task) / classes
                 steps = r.recipe.finetune_epochs * math.ceil(task_images / r.recipe.batch_size)
-                seconds += steps * self.step(standard, classes) * len(cell.grid.thresholds)
+                fine_tunings = len(cell.grid.thresholds) * (1 + len(cell.grid.controls))  # a control fine-tunes too
+                seconds += steps * self.step(standard, classes) * fine_tunings
         searched = r.method.starts_from is not None and cell.record
         return PlannedCell(cell, False, None if searched else seconds)
 

@@ -22,6 +22,7 @@ from bench.pipeline.cell import CellRunner
 from bench.pipeline.env import prepare_process, resolve_device
 from bench.pipeline.executors import get_executor
 from bench.pipeline.progress import Bars, setup_logging
+from bench.pipeline.scenarios.composition import CompositionStep
 from bench.pipeline.workspace import Workspace
 from bench.plugins.manager import get_plugins
 from bench.record import BadRecord, Record, read_record
@@ -38,6 +39,9 @@ def check_data(cells: list[CellConfig], runner: CellRunner) -> None:
             seen.add(id(data))
             for classes in cell.grid.tasks:
                 data.task(classes)
+            patch = cell.grid.scenarios.patch
+            if patch is not None and patch.without is not None:
+                data.task((patch.without,))
 
 
 def check_out(out: Path) -> None:
@@ -77,7 +81,9 @@ def run_grid(grid: GridConfig, executor: str = "local", console: Console | None 
         check_data(cells, runner)
         check_out(grid.out)
         log.info("%d cells on %s, preset %s, results in %s", len(cells), device, grid.preset, grid.out)
-        return get_executor(executor, **(executor_options or {})).run(cells, runner)
+        records = get_executor(executor, **(executor_options or {})).run(cells, runner)
+        CompositionStep(runner).run(cells)
+        return records
 
 
 def failed_cells(cells: list[CellConfig], runner: CellRunner) -> list[CellConfig]:

@@ -34,6 +34,7 @@ DEFAULT_PLUGINS = (
     "methods.mwt",
     "methods.nemo",
     "methods.cnnsplitter",
+    "methods.moda",
     "methods.gradsplitter",
     "methods.seam",
     "bench.loggers.tensorboard",

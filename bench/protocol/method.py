@@ -164,7 +164,9 @@ class Method:
     defaults are documented), ``finetune`` (whether reused modules are fine-tuned; the standard
     model is reused as it is), ``starts_from`` (the name of a
     method whose trained model this one starts from, e.g. 'standard' for a post-training method;
-    ``ctx.start_model()`` hands it over).
+    ``ctx.start_model()`` hands it over), ``per_class_modules`` (whether ``compose`` runs one module
+    per target class, an ensemble such as CNNSplitter's: a task's controls then match each class
+    module's units per layer, not those of the classes' union).
     """
 
     name: ClassVar[str] = ""
@@ -173,6 +175,7 @@ class Method:
     Hparams: ClassVar[type] = NoHparams
     finetune: ClassVar[bool] = True
     starts_from: ClassVar[str | None] = None
+    per_class_modules: ClassVar[bool] = False
 
     def hparams(self, model: ModelSpec) -> Any:
         """Default hyperparameters for a model (override for per-model or per-family defaults)."""

@@ -1,9 +1,13 @@
 """``bench report --compare A,B``: the paired difference A − B of every figure, with a bootstrap interval.
 
+A side may be a method's control, ``mwt:random`` (``bench run --controls random``): its task figures are the
+control's, paired with the method's own on the same seed and task.
+
 Pairs are records of the two methods on the same data set, model, preset, threshold and seed,
 and for task figures the same task; a figure of the whole record (model accuracy, class retention,
-cohesion, coupling) is paired once per seed. When a method was run in several configurations (a sweep),
-each pair of configurations is compared on its own, except that a swept setting both methods
+cohesion, coupling, training cost, and with ``--scenario patch`` the patched accuracy and F1 of each
+strategy, averaged over the patched classes) is paired once per seed. When a method was run in several
+configurations (a sweep), each pair of configurations is compared on its own, except that a swept setting both methods
 share must hold the same value on both sides. The interval is a 95% percentile bootstrap of the
 mean difference (10,000 resamples, seeded: the same records always give the same interval).
 """
@@ -15,11 +19,13 @@ import pandas as pd
 
 from bench.errors import UsageError
 from bench.report.display import COLUMNS
-from bench.report.rows import CONFIG, swept_keys
+from bench.report.rows import CONFIG, swept_keys, with_controls
 
 MATCH = ["dataset", "model", "preset", "threshold", "seed"]
-TASK_FIGURES = ("module_acc", "retention", "weight_retention", "flops_ratio", "latency_ratio")
-RECORD_FIGURES = ("test_acc", "class_retention", "cohesion", "coupling")
+TASK_FIGURES = ("module_acc", "module_acc_before_finetune", "retention", "weight_retention", "flops_ratio",
+                "latency_ratio")
+RECORD_FIGURES = ("test_acc", "class_retention", "cohesion", "coupling", "cost_ratio", "patch_acc_replace",
+                  "patch_f1_replace", "patch_acc_calibrate", "patch_f1_calibrate")
 RESAMPLES = 10_000
 LEVEL = 0.95
 
@@ -61,7 +67,9 @@ def _consistent(a: dict[str, object], b: dict[str, object]) -> bool:
 
 
 def pair_rows(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Rows of ``a`` joined with the matching rows of ``b`` (columns suffixed ``_a``, ``_b``)."""
+    """Rows of ``a`` joined with the matching rows of ``b`` (columns suffixed ``_a``, ``_b``); a method's
+    control is named ``method:kind`` (``mwt:random``)."""
+    rows = with_controls(rows, (a, b))
     methods = sorted(set(rows["method"]))
     for name in (a, b):
         if name not in methods:
@@ -108,7 +116,7 @@ def _first_label(group: pd.DataFrame, column: str) -> str | None:
     return present.iloc[0] if len(present) else None
 
 
-def _shown_number(value: float, kind: str) -> str:
+def shown_number(value: float, kind: str) -> str:
     """A signed difference; ratios with three decimals, so an interval bound above 0 never reads +0.00."""
     if kind == "pct":
         return f"{value * 100:+.2f}"
@@ -124,14 +132,14 @@ def display_comparison(frame: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFram
             shown[f"{name} config"] = frame[side]
     kinds = [COLUMNS[f] for f in frame["figure"]]
     shown["figure"] = [header + (" (pts)" if kind == "pct" else "") for header, kind in kinds]
-    shown[f"{a} − {b}"] = [_shown_number(v, kind) for v, (_, kind) in zip(frame["mean_diff"], kinds, strict=True)]
-    shown["95% interval"] = [f"[{_shown_number(lo, kind)}, {_shown_number(hi, kind)}]" if pd.notna(lo) else "–"
+    shown[f"{a} − {b}"] = [shown_number(v, kind) for v, (_, kind) in zip(frame["mean_diff"], kinds, strict=True)]
+    shown["95% interval"] = [f"[{shown_number(lo, kind)}, {shown_number(hi, kind)}]" if pd.notna(lo) else "–"
                              for lo, hi, (_, kind) in zip(frame["ci_low"], frame["ci_high"], kinds, strict=True)]
     shown["pairs"] = frame["pairs"]
     shown["verdict"] = frame["verdict"]
     note = (f"Paired differences {a} − {b} over records of the same data set, model, preset, threshold and seed "
-            "(task figures: also the same task; model acc, class retention, cohesion and coupling: once per seed). "
-            "Accuracies, "
+            "(task figures: also the same task; model acc, class retention, cohesion, coupling, cost and the patched "
+            "figures: once per seed). Accuracies, "
             "retention, weights and FLOPs in percentage points. 95% percentile bootstrap interval of the mean "
             f"difference ({RESAMPLES:,} resamples, seeded); an interval that spans 0 is no measurable difference.")
     for side, name in (("sparsity_a", a), ("sparsity_b", b)):

@@ -29,13 +29,30 @@ COLUMNS = {  # figure -> (header, kind); kinds: pct (share shown as %), pts, num
     "latency_ratio": ("latency", "ratio"),
     "latency_ratio_b1": ("latency b1", "ratio"),
     "train_seconds": ("train s", "int"),
+    "cost_ratio": ("cost", "ratio"),
+    "lead_random": ("vs random", "pts"),
+    "random_module_acc": ("random acc", "pct"),
+    "random_module_acc_before_finetune": ("random before FT", "pct"),
+    "lead_magnitude": ("vs magnitude", "pts"),
+    "magnitude_module_acc": ("magnitude acc", "pct"),
+    "magnitude_module_acc_before_finetune": ("magnitude before FT", "pct"),
+    "patch_acc_replace": ("patched acc, replace", "pct"),  # --scenario patch: --compare only (own table)
+    "patch_f1_replace": ("patched F1, replace", "pct"),
+    "patch_acc_calibrate": ("patched acc, calibrate", "pct"),
+    "patch_f1_calibrate": ("patched F1, calibrate", "pct"),
 }
 FLAGS = {"chance": "chance", "below_method": "below method"}
+CONTROLS_NOTE = ("vs random, vs magnitude: module acc minus its control's, in points; a control keeps as many units "
+                 "in every layer as the module, chosen from the same model at random or by the L1 norm of their "
+                 "weights, and is composed, fine-tuned and selected as the module is (– where the control is the "
+                 "module itself: the standard model's).")
 FOOTNOTE = ("module acc: reused module on its task; std acc: standard model, logits restricted to the task; "
             "weights, FLOPs, latency: reused module / standard model; retention: units kept (union over the "
             "task's classes); class retention: units a class module keeps (mean over classes); standard: every "
             "class's module is the whole model, so its retention is 100% and its coupling 1 by definition. "
-            "A FLOP is one multiply-add.")
+            "A FLOP is one multiply-add. cost: the method's training and module masks (activity pass, search) over "
+            "its standard model's training on the same device; a post-training method (cnnsplitter, gradsplitter, "
+            "seam) adds its search to the standard model it starts from.")
 
 SPARSITY_NOTE = ("sparsity 'unstructured' (SeaM): the module keeps the model's shape with single weights zeroed; "
                  "its weights and FLOPs count the kept weights and their multiply-adds only, a saving that needs "
@@ -110,6 +127,8 @@ def footnote(summary: pd.DataFrame) -> str:
     parts = [_seeds_sentence(summary), FOOTNOTE]
     if "sparsity" in summary and summary["sparsity"].notna().any():
         parts.append(SPARSITY_NOTE)
+    if any(column.startswith("lead_") for column in summary):
+        parts.append(CONTROLS_NOTE)
     if "extraction" in summary and summary["extraction"].notna().any():
         parts.append("extraction: how modules are cut from a masked ViT (the method's 'extraction' setting).")
     flagged = summary[summary["baseline_flag"].notna()]

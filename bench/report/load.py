@@ -8,21 +8,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.record import BadRecord, Record, baseline_check, read_record
+from bench.record import BadRecord, Composition, Record, baseline_check, read_composition, read_record
 
 
 @dataclass
 class Loaded:
     """The records read (sorted by path), one warning per ``record.json`` that was skipped, and one per record
-    whose figures were not all finite (those are shown as missing)."""
+    whose figures were not all finite (those are shown as missing); the compositions across models read."""
 
     records: list[Record] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     blanked: list[str] = field(default_factory=list)
+    compositions: list[Composition] = field(default_factory=list)
 
 
 def load_records(runs: Path) -> Loaded:
-    """Every record under ``runs``; a bad file is skipped with a warning, never breaks the others.
+    """Every record (and composition across models) under ``runs``; a bad file is skipped with a warning, never
+    breaks the others.
 
     Two records of one configuration, seed and threshold (a store that outlived a modbench version
     whose stage keys changed) are one seed, not two: the newest file is read, the older one skipped
@@ -47,6 +49,11 @@ def load_records(runs: Path) -> Loaded:
         newest[key] = entry
     loaded.records = [record for _, _, record in sorted(newest.values(), key=lambda e: e[1])]
     fill_baselines(loaded.records)
+    for path in sorted(runs.rglob("composition.json")):
+        try:
+            loaded.compositions.append(read_composition(path))
+        except BadRecord as exc:
+            loaded.skipped.append(str(exc))
     return loaded
 
 
@@ -100,3 +107,17 @@ def fill_baselines(records: list[Record]) -> None:
         candidates = list(standards.get(_cell(record), {}).values())
         if record["baseline"] is None and len(candidates) == 1 and record["model_metrics"]:
             record["baseline"] = baseline_check(candidates[0], record["model_metrics"]["test_acc"], None)
+
+
+def compositions_of(runs: Path, records: list[Record]) -> list[Composition]:
+    """The compositions under ``runs`` whose members are all among ``records`` (what a run just computed)."""
+    ids = {record["run_id"] for record in records}
+    found = []
+    for path in sorted(runs.rglob("composition.json")):
+        try:
+            composition = read_composition(path)
+        except BadRecord:
+            continue
+        if {member["run_id"] for member in composition["members"]} <= ids:
+            found.append(composition)
+    return found

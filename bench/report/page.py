@@ -75,8 +75,10 @@ def _row(cells: pd.Series, records: Sequence[Record]) -> dict[str, Any]:
 
 
 def html_page(shown: pd.DataFrame, note: str, title: str = "modbench",
-              records: Sequence[Sequence[Record]] | None = None, images: Sequence[tuple[str, bytes]] = ()) -> str:
-    """The page: ``shown`` (formatted cells) with ``note`` below, each row opening ``records[i]``, then ``images``."""
+              records: Sequence[Sequence[Record]] | None = None, images: Sequence[tuple[str, bytes]] = (),
+              sections: Sequence[tuple[str, Markup]] = ()) -> str:
+    """The page: ``shown`` (formatted cells) with ``note`` below, each row opening ``records[i]``, then further
+    ``sections`` (a heading and a ready HTML table each: the reuse scenarios'), then ``images``."""
     records = records if records is not None else [[] for _ in range(len(shown))]
     rows = [_row(cells, found) for (_, cells), found in zip(shown.iterrows(), records, strict=True)]
     filters = [{"column": c, "name": c.replace("_", " "), "choices": sorted({str(v) for v in shown[c]})}
@@ -90,4 +92,4 @@ def html_page(shown: pd.DataFrame, note: str, title: str = "modbench",
         title=title, subtitle=subtitle, hint=hint, version=_version(), columns=[str(c) for c in shown.columns],
         rows=rows, filters=filters, note=note, css=Markup(_asset("page.css")),
         js=Markup(_asset("page.js")),
-        images=[(name, base64.b64encode(data).decode("ascii")) for name, data in images])
+        images=[(name, base64.b64encode(data).decode("ascii")) for name, data in images], sections=sections)

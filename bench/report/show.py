@@ -13,10 +13,10 @@ from rich.text import Text
 
 from bench.errors import UsageError
 from bench.pipeline import layout, store
-from bench.record import Record, read_record
+from bench.record import Composition, Record, read_composition, read_record
 from bench.report.rows import label
 
-HIDDEN_TASK_FIELDS = ("seconds", "module_file")
+HIDDEN_TASK_FIELDS = ("seconds", "module_file", "controls")  # controls: a table of their own
 
 
 def find_record(run: Path, runs: Path) -> Record:
@@ -28,6 +28,14 @@ def find_record(run: Path, runs: Path) -> Record:
         if candidate.is_file():
             return read_record(candidate)
     raise UsageError(f"no record at {run} (give a record.json, its folder, or a run_id under {runs})")
+
+
+def find_composition(run: Path, runs: Path) -> Composition | None:
+    """The composition record at ``run`` (a ``composition.json``, its folder, or either under ``runs``), or None."""
+    for candidate in (run, run / "composition.json", runs / run, runs / run / "composition.json"):
+        if candidate.is_file() and candidate.name == "composition.json":
+            return read_composition(candidate)
+    return None
 
 
 def module_problems(directory: Path, record: Record) -> list[str]:
@@ -83,10 +91,33 @@ def _baseline(record: Record) -> dict[str, Any]:
             **({"why": baseline["message"]} if baseline["message"] else {})}
 
 
+def _cost(record: Record) -> dict[str, Any]:
+    cost = record["cost"]
+    if cost is None:
+        return {"ratio": "not recorded"}
+    ratio = "not comparable (other device, or imported)" if cost["ratio"] is None else f"{cost['ratio']:.2f}x"
+    return {**{k: v for k, v in cost.items() if k != "ratio"}, "ratio": ratio}
+
+
 def task_table(tasks: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """The per-task figures as a header and rows of shown values."""
+    """The per-task figures (or any rows of figures) as a header and rows of shown values."""
     columns = list(dict.fromkeys(c for task in tasks for c in task if c not in HIDDEN_TASK_FIELDS))
     return columns, [[cell_text(task.get(c, "–")) for c in columns] for task in tasks]
+
+
+def control_rows(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per task and control: the task's classes, the control's kind and its figures."""
+    return [{"task": ",".join(map(str, task["classes"])), "control": kind, **figures}
+            for task in tasks for kind, figures in (task.get("controls") or {}).items()]
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(Text(v) for v in row))
+    return table
 
 
 def record_sections(record: Record) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -100,7 +131,10 @@ def record_sections(record: Record) -> list[tuple[str, list[tuple[str, str]]]]:
         named = {**given["recipe"], **{f"{record['method']}.{k}": v for k, v in given["hparams"].items()}}
         sections.append(("--set values it ran with", flat_pairs(named)))
     parts = {"hyperparameters": record["hparams"], "recipe": record["recipe"], "environment": record["env"],
-             "model": record["model_metrics"], "modularization": record["modularization"]}
+             "model": record["model_metrics"], "modularization": record["modularization"], "cost": _cost(record)}
+    if record.get("patching"):
+        parts.update({"patching: settings": record["patching"]["settings"],
+                      "patching: weak model": record["patching"]["weak"]})
     return sections + [(title, flat_pairs(values)) for title, values in parts.items()]
 
 
@@ -108,11 +142,37 @@ def render_record(record: Record) -> Group:
     """A record as a few small tables: identity, baseline, last error, settings, environment, figures, tasks."""
     parts: list[Any] = [_pairs(title, pairs) for title, pairs in record_sections(record)]
     if record["tasks"]:
-        columns, rows = task_table(record["tasks"])
-        table = Table(title="tasks", title_justify="left")
-        for column in columns:
-            table.add_column(column, justify="right")
-        for row in rows:
-            table.add_row(*(Text(v) for v in row))
-        parts.append(table)
+        parts.append(_table("tasks", *task_table(record["tasks"])))
+    controls = control_rows(record["tasks"])
+    if controls:
+        parts.append(_table("controls (as many units per layer as the module, chosen another way)",
+                            *task_table(controls)))
+    if record.get("patching"):
+        parts.append(_rows("patching: patched classes", record["patching"]["entries"]))
     return Group(*parts)
+
+
+def _rows(title: str, rows: Sequence[Mapping[str, Any]]) -> Table:
+    """``rows`` as a table with a column per key."""
+    columns, shown = task_table(rows)
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in shown:
+        table.add_row(*(Text(v) for v in row))
+    return table
+
+
+def render_composition(composition: Composition) -> Group:
+    """A composition record: what it composed, its members, whose module each class took, and its accuracy."""
+    identity = {key: composition[key] for key in ("run_id", "method", "family", "preset", "threshold", "selection",
+                                                  "votes")}
+    identity["dataset"] = label(composition["dataset"], composition["dataset_args"])
+    identity.update({"settings": composition["settings"], "composed acc": composition["composed_acc"],
+                     "seconds": composition["seconds"]})
+    members = [{"member": i, "model": label(m["model"], m["model_args"]), "seed": m["seed"],
+                "model acc": m["model_acc"], "own modules acc": m["own_acc"], "run_id": m["run_id"]}
+               for i, m in enumerate(composition["members"])]
+    return Group(_pairs("composition across models", flat_pairs(identity)), _rows("members", members),
+                 _rows("module of each class", composition["choices"]),
+                 _pairs("environment", flat_pairs(composition["env"])))

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.record import CONTROL_KINDS
 from bench.report.rows import swept_keys
 
 GROUP = ["dataset", "model", "method", "preset", "threshold", "config_key"]
 FIGURES = ["test_acc", "retention", "class_retention", "cohesion", "coupling", "module_acc", "standard_acc",
            "acc_delta", "module_acc_before_finetune", "retention_sum", "weight_retention", "flops_ratio",
            "latency_ratio", "latency_ratio_b1", "weight_retention_merged", "flops_ratio_merged", "flops_ratio_dense",
-           "train_seconds"]
+           "train_seconds", "cost_ratio",
+           *(f"lead_{kind}" for kind in CONTROL_KINDS),
+           *(f"{kind}_{figure}" for kind in CONTROL_KINDS for figure in ("module_acc", "module_acc_before_finetune"))]
 CARRIED = ["family", "extraction", "precision", "dataset_name", "model_name", "sparsity"]
 
 
@@ -37,7 +40,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return rows
     done = rows[rows["error"].isna()]
-    stats = _seed_stats(done)
+    stats = seed_stats(done)
     groups = rows.groupby(GROUP, sort=False, dropna=False)
     flagged = rows.dropna(subset=["baseline_flag"]).groupby(GROUP, sort=False, dropna=False)["seed"].nunique()
     swept = swept_keys(rows)
@@ -56,13 +59,14 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().sort_values(order, key=_sortable, kind="stable", ignore_index=True)
 
 
-def _seed_stats(done: pd.DataFrame) -> pd.DataFrame:
-    """``<figure>_mean`` and ``<figure>_std`` per configuration: tasks averaged within a seed, then over seeds."""
-    figures = [f for f in FIGURES if f in done and done[f].notna().any()]
+def seed_stats(done: pd.DataFrame, figures: list[str] = FIGURES, group: list[str] = GROUP) -> pd.DataFrame:
+    """``<figure>_mean`` and ``<figure>_std`` per ``group``: the rows of a seed (its tasks) averaged first, then
+    the seeds."""
+    figures = [f for f in figures if f in done and done[f].notna().any()]
     if not figures:
         return pd.DataFrame()
-    per_seed = done.groupby([*GROUP, "seed"], sort=False, dropna=False)[figures].mean()
-    stats = per_seed.groupby(level=GROUP, sort=False, dropna=False).agg(["mean", "std"])
+    per_seed = done.groupby([*group, "seed"], sort=False, dropna=False)[figures].mean()
+    stats = per_seed.groupby(level=group, sort=False, dropna=False).agg(["mean", "std"])
     stats.columns = [f"{figure}_{stat}" for figure, stat in stats.columns]
     return stats
 

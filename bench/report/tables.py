@@ -20,7 +20,8 @@ from bench.report.summary import summarize
 __all__ = ["FOOTNOTE", "raw_frame", "render", "rich_table", "summarize", "task_rows"]
 
 TERMINAL_HIDDEN = ("class retention", "acc before FT", "train s", "Linear weights", "merged weights", "merged FLOPs",
-                   "latency b1", "dense FLOPs")
+                   "latency b1", "dense FLOPs", "random acc", "random before FT", "vs magnitude", "magnitude acc",
+                   "magnitude before FT")
 FIGURE_HEADERS = {header for header, _ in COLUMNS.values()}
 WHOLE = ("sparsity",)  # columns whose words a narrow terminal folds onto more lines rather than cut short
 RAW_DROPPED = ("dataset_name", "model_name")

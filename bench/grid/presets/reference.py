@@ -1,8 +1,9 @@
 """The ``reference`` preset: the authors' published scripts, value for value.
 
 Sources, read as facts: MwT = github.com/qibinhang/MwT at 3d29e7e, NeMo =
-github.com/XiaohanBi-Hub/NeMo at 519257d, GradSplitter and SeaM at the commits named below; every
-value below names the file it comes from (paths under ``src/``). Where the authors' code has a
+github.com/XiaohanBi-Hub/NeMo at 519257d (paths under ``src/``), MODA =
+github.com/dnn-modularization/MODA at b725313 (paths from its root), GradSplitter and SeaM at the
+commits named below; every value below names the file it comes from. Where the authors' code has a
 plain bug (the DeiT-S module built with 12 heads instead of the 6 it was trained with) modbench
 keeps the correct behaviour; README, "Deviations from the authors' code", lists that and every
 other difference from modbench's own presets.
@@ -92,6 +93,21 @@ EMPTY_LAYER = {  # a layer no unit of which reaches any threshold down to 0.05:
     ("mwt", "vit"): "whole",
     ("nemo", "vit"): "whole",
 }
+# MODA: README.md runs model_trainer.py with --batch_size 128 --learning_rate 0.05 --n_epochs 200, which trains
+# with SGD(momentum=0.9, nesterov=True), no weight decay, CosineAnnealingLR(T_max=n_epochs): AUTHORS_TRAINING and
+# the 'modular' epochs above. Its hyperparameters:
+MODA = {
+    # README.md, model_modularizer.py: --wf_affinity 1.0 (model_trainer.py's default, 0.0, trains a standard model)
+    "alpha": 1.0,
+    "beta": 1.0,  # README.md, model_modularizer.py: --wf_dispersion 1.0
+    "gamma": 0.3,  # README.md, model_modularizer.py: --wf_compactness 0.3
+    "floor": 0.005,  # model_modularizer.py calculate_modular_layer_masks: min_active_neuron_fraction = 0.005
+}  # the threshold, 0.9 (README.md --activation_rate_threshold 0.9), is --thresholds' default
+MODA_RECIPE = {
+    "finetune_epochs": 0,  # model_modularizer.py evaluates the composed modules as they are
+    "activity_split": "train_full",  # model_modularizer.py: the whole training set (no validation split exists)
+    "activity_augment": False,  # model_modularizer.py: load_dataset(..., train_augmentation=False)
+}
 # GradSplitter (github.com/qibinhang/GradSplitter at 014f405): src/grad_splitter.py's argparse defaults, which
 # src/script/run_splitter.py runs unchanged, and the selection of src/script/select_modules.py.
 GRADSPLITTER: dict[str, Any] = {
@@ -137,21 +153,25 @@ def _lookup(table: dict[tuple[str | None, str | None], float], model: str, datas
 class ReferencePreset:
     """The authors' scripts for every method and model they published (see the module docstring)."""
 
-    description = "the MwT and NeMo authors' scripts, value for value"
+    description = "the MwT, NeMo and MODA authors' scripts, value for value"
 
     def recipe(self, method: str, model: ModelSpec, model_args: dict[str, Any], dataset: str) -> Recipe:
         """The authors' recipe for the cell; the no-BN CNNs keep CNNSplitter's (the paper preset's)."""
         kind = model_kind(model, model_args)
         augment = AUGMENT.get(dataset, "dataset")
         if kind == "cnn_nobn":
-            return replace(PAPER.recipes["cnn_nobn"], augment=augment, **AUTHORS_ACTIVITY)
-        role = STANDARD if method == STANDARD else "modular"
-        return Recipe(epochs=EPOCHS[kind, role], augment=augment, **AUTHORS_TRAINING, **FINETUNING[kind],
-                      **AUTHORS_ACTIVITY)
+            recipe = replace(PAPER.recipes["cnn_nobn"], augment=augment, **AUTHORS_ACTIVITY)
+        else:
+            role = STANDARD if method == STANDARD else "modular"
+            recipe = Recipe(epochs=EPOCHS[kind, role], augment=augment, **AUTHORS_TRAINING, **FINETUNING[kind],
+                            **AUTHORS_ACTIVITY)
+        return replace(recipe, **MODA_RECIPE) if method == "moda" else recipe
 
     def overrides(self, method: str, model: ModelSpec, model_args: dict[str, Any], dataset: str) -> dict[str, Any]:
-        """alpha, beta, tau, the empty-layer rule and the ViT extraction of mwt and nemo; the searches of
-        gradsplitter and seam."""
+        """alpha, beta, tau, the empty-layer rule and the ViT extraction of mwt and nemo; MODA's weights and floor;
+        the searches of gradsplitter and seam."""
+        if method == "moda":
+            return dict(MODA)
         if method in SEARCH_METHODS:
             return {**SEARCH_METHODS[method], **(SEAM_MASK.get((model.name, dataset), {}) if method == "seam" else {})}
         if (method, model.family) not in EMPTY_LAYER:

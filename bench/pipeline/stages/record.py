@@ -18,7 +18,7 @@ from bench.errors import CorruptArtifact
 from bench.grid.resolve import Resolved
 from bench.pipeline import store
 from bench.pipeline.stages.base import Stage
-from bench.record import RECORD_SCHEMA, Baseline, Record, config_key, read_record, to_json
+from bench.record import RECORD_SCHEMA, Baseline, Cost, Record, config_key, read_record, to_json
 
 log = logging.getLogger("bench")
 TASK_PRIVATE = ("finetune_history", "module_sha256")  # kept in the task's own file, not in the record
@@ -33,6 +33,8 @@ class Figures:
     tasks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     baseline: Baseline | None = None
+    cost: Cost | None = None
+    patching: dict[str, Any] | None = None
 
 
 def _stale(path: Path, task: dict[str, Any], changed: Callable[[tuple[int, ...]], str | None] | None) -> bool:
@@ -63,23 +65,30 @@ class RecordStage(Stage):
             "deterministic": r.recipe.deterministic, "env": env,
             "model_metrics": figures.model_metrics, "modularization": figures.modularization,
             "tasks": [{k: v for k, v in t.items() if k not in TASK_PRIVATE} for t in figures.tasks],
-            "train_history": figures.history, "baseline": figures.baseline, "error": error, "last_error": None,
+            "train_history": figures.history, "baseline": figures.baseline, "cost": figures.cost,
+            "error": error, "last_error": None,
         }
+        if figures.patching is not None:
+            record["patching"] = figures.patching
         record["config_key"] = config_key(record)
         return record  # type: ignore[return-value]
 
-    def write(self, directory: Path, record: Record,
-              changed: Callable[[tuple[int, ...]], str | None] | None = None) -> Record:
+    def write(self, directory: Path, record: Record, changed: Callable[[tuple[int, ...]], str | None] | None = None,
+              inputs: dict[str, str] | None = None) -> Record:
         """Write ``record``, keeping the tasks of an earlier valid record of the same folder that were computed
         from the same inputs: ``changed(classes)`` says what changed for a task computed from others (another
-        trained model after its data changed, say), and such a task is dropped with a warning."""
+        trained model after its data changed, say), and such a task is dropped with a warning. A task written
+        again keeps the controls its earlier entry had and it lacks (``merged_tasks``). The earlier
+        patched classes are kept likewise when computed from ``inputs`` (the trained model and module masks)."""
         path = directory / "record.json"
         with store.locked(directory):
             previous = self._previous(path)
             if previous is not None:
                 done = {frozenset(t["classes"]) for t in record["tasks"]}  # a task is a set of classes
-                record["tasks"] += [t for t in previous["tasks"] if frozenset(t["classes"]) not in done
-                                    and not _stale(path, t, changed)]
+                earlier = [t for t in previous["tasks"] if frozenset(t["classes"]) in done
+                           or not _stale(path, t, changed)]
+                record["tasks"] = merged_tasks(record["tasks"], earlier)
+                _keep_patching(path, record, previous, inputs)
             store.atomic_write(path, to_json(record).encode())
         return record
 
@@ -106,3 +115,37 @@ class RecordStage(Stage):
             log.warning("%s; it will be replaced", exc)
             return None
         return record if record["error"] is None else None
+
+
+def merged_tasks(tasks: list[dict[str, Any]], previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``tasks``, then the ``previous`` tasks they lack; a task keeps the controls of its earlier entry that it
+    lacks when that entry measured the same module (equal accuracies and size: a re-run with other --controls
+    loses nothing measured, and a module computed anew never inherits another module's controls)."""
+    earlier = {frozenset(t["classes"]): t for t in previous}  # a task is a set of classes
+    merged = []
+    for task in tasks:
+        old = earlier.get(frozenset(task["classes"]), {})
+        same = all(old.get(k) == task.get(k) for k in ("module_acc", "module_acc_before_finetune", "params"))
+        controls = {**(old.get("controls", {}) if same else {}), **task.get("controls", {})}
+        merged.append({**task, "controls": controls} if controls else task)
+    done = {frozenset(t["classes"]) for t in tasks}
+    return merged + [t for t in previous if frozenset(t["classes"]) not in done]
+
+
+def _keep_patching(path: Path, record: Record, previous: Record, inputs: dict[str, str] | None) -> None:
+    """Keep the earlier record's patched classes: all of them when this run patched nothing, those this run
+    did not patch when it used the same settings (other settings replace them); none when they were computed
+    from another trained model or other module masks than ``inputs`` (warned)."""
+    earlier = previous.get("patching")
+    if earlier is None:
+        return
+    if inputs is not None and earlier.get("inputs") != inputs:
+        log.warning("%s: the patched classes were computed from another trained model or other module masks; "
+                    "they are dropped from the record (--scenario patch computes them again)", path)
+        return
+    current = record.get("patching")
+    if current is None:
+        record["patching"] = earlier
+    elif current["settings"] == earlier["settings"]:
+        done = {(e["label"], e["strategy"]) for e in current["entries"]}
+        current["entries"] += [e for e in earlier["entries"] if (e["label"], e["strategy"]) not in done]

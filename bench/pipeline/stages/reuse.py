@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,19 @@ log = logging.getLogger("bench")
 SELECTION = "composed-or-best-epoch"  # the reuse key's model-selection rule (a change recomputes the tasks)
 REUSE_FIELDS = ("finetune_epochs", "finetune_optimizer", "finetune_lr", "finetune_weight_decay",
                 "finetune_horizon", "latency_batch")
+
+
+@dataclass
+class Reused:
+    """A reused module: as composed, as kept by model selection, its test accuracy before and after
+    fine-tuning, the fine-tuning history and the record fields of the selection."""
+
+    composed: nn.Module
+    module: nn.Module
+    before: float
+    after: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def mask_digest(modules: ModuleSet) -> str:
@@ -119,27 +133,35 @@ class ReuseStage(Stage):
         composed = r.method.compose(dataclasses.replace(ctx, checkpoint=checkpoint), trained.model, modules, classes)
         return composed.to(self.ws.device)
 
+    def reused(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
+               classes: tuple[int, ...]) -> Reused:
+        """The task's module composed from ``modules``, scored, fine-tuned (or kept as composed: model
+        selection) and scored again, as every reused module is (a control's too)."""
+        task = ctx.data.task(classes)
+        composed = self._compose(r, trained, modules, ctx, classes)
+        before = metrics.accuracy(composed, self.ws.loader(r, "test", task), columns=classes)
+        reused = Reused(composed, composed, before, before)
+        if self.finetunes(r):
+            reused.module, reused.history, reused.selection = self._finetuned_or_composed(
+                r, composed, task, classes, ctx.num_classes)
+            reused.after = metrics.accuracy(reused.module, self.ws.loader(r, "test", task),
+                                            columns=None if reused.selection["finetune_kept"] else classes)
+        return reused
+
     def _compute(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
                  classes: tuple[int, ...], ref: Reference) -> Stored:
         start = time.perf_counter()
-        task = ctx.data.task(classes)
-        module = self._compose(r, trained, modules, ctx, classes)
-        before = metrics.accuracy(module, self.ws.loader(r, "test", task), columns=classes)
-        merged = self._merged_size(trained, modules, module, classes, ref)
-        after, history, selection = before, [], {}
-        if self.finetunes(r):
-            module, history, selection = self._finetuned_or_composed(r, module, task, classes, ctx.num_classes)
-            after = metrics.accuracy(module, self.ws.loader(r, "test", task),
-                                     columns=None if selection["finetune_kept"] else classes)
+        reused = self.reused(r, trained, modules, ctx, classes)
+        module = reused.module
         kept = modules.masks[list(classes)]
-        entry = {"classes": list(classes), "module_acc": after, "module_acc_before_finetune": before, **selection,
-                 "standard_acc": self.evaluate.standard_task_accuracy(ref, classes),
+        entry = {"classes": list(classes), "module_acc": reused.after, "module_acc_before_finetune": reused.before,
+                 **reused.selection, "standard_acc": self.evaluate.standard_task_accuracy(ref, classes),
                  "retention": metrics.retention(kept.any(dim=0)), **self._rounded(r, modules, classes),
                  "retention_sum": float(kept.sum()) / modules.masks.shape[1],
-                 **self._size(module, ref), **merged,
+                 **self.size(module, ref), **self._merged_size(trained, modules, reused.composed, classes, ref),
                  **metrics.latency_ratios(module, ref.trained.model.model, self.ws.precision(r),
                                           r.recipe.throughput_batch(self.ws.device.type)),
-                 "finetune_history": history, "seconds": time.perf_counter() - start}
+                 "finetune_history": reused.history, "seconds": time.perf_counter() - start}
         self.ws.emit("stage_end", r, {"stage": "reuse", **entry})
         return Stored(entry, {k: v.detach().cpu() for k, v in module.state_dict().items()})
 
@@ -172,7 +194,7 @@ class ReuseStage(Stage):
         return {} if multiple == 1 else {"retention_rounded": metrics.retention(task_keep(modules, classes, multiple))}
 
     @staticmethod
-    def _size(module: nn.Module, ref: Reference) -> dict[str, Any]:
+    def size(module: nn.Module, ref: Reference) -> dict[str, Any]:
         """Parameters and FLOPs against the standard model's; Linear layers alone too (how the NeMo
         authors count a ViT's weights). A module with unstructured weight masks counts its kept weights and
         their multiply-adds, says so (``sparsity``) and gives its dense FLOPs beside them."""
@@ -189,5 +211,5 @@ class ReuseStage(Stage):
         if not isinstance(composed, ClassModules):
             return {}
         merged = extract(trained.model.model, modules.target(classes))
-        size = self._size(merged, ref)
+        size = self.size(merged, ref)
         return {f"{name}_merged": size[name] for name in ("params", "weight_retention", "flops", "flops_ratio")}

@@ -21,6 +21,7 @@ from torch import nn
 from bench.errors import DataNotFound, UsageError
 from bench.grid.resolve import Resolved
 from bench.pipeline import store
+from bench.pipeline.env import device_name
 from bench.pipeline.stages.base import Stage, key_of, stage_inputs
 from bench.pipeline.store import Stored
 from bench.pipeline.training import Schedule, cross_entropy_loss, distillation_loss
@@ -53,12 +54,18 @@ def loss_settings(r: Resolved) -> tuple[str, ...]:
 
 @dataclass
 class Trained:
-    """A trained model, its history and timing, where it is stored and its file's checksum."""
+    """A trained model, its history and timing, where it is stored and its file's checksum.
+
+    ``device`` names where it was trained (None in a store written before modbench kept it);
+    ``imported``: its weights came from ``bench import`` (no training time).
+    """
 
     model: TrainedModel
     seconds: float
     directory: Path
     sha256: str
+    device: str | None = None
+    imported: bool = False
 
 
 class TrainStage(Stage):
@@ -96,8 +103,9 @@ class TrainStage(Stage):
         def restore(stored: Stored) -> Trained:
             model = self._architecture(r)
             model.load_state_dict(stored.tensors)
-            history = stored.info["history"]
-            return Trained(TrainedModel(model, history), stored.info["seconds"], directory, stored.sha256)
+            info = stored.info
+            return Trained(TrainedModel(model, info["history"]), info["seconds"], directory, stored.sha256,
+                           info.get("device"), "imported" in info)
 
         return self.cached(directory / "model.json", self.parts(r), lambda: self._train(r), restore)
 
@@ -144,7 +152,7 @@ class TrainStage(Stage):
         seconds = time.perf_counter() - start
         state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
         self.ws.emit("stage_end", r, {"stage": "train", "seconds": seconds, "history": trained.history})
-        return Stored({"seconds": seconds, "history": trained.history}, state)
+        return Stored({"seconds": seconds, "history": trained.history, "device": device_name(self.ws.device)}, state)
 
     def _architecture(self, r: Resolved) -> nn.Module:
         torch.manual_seed(r.seed)
