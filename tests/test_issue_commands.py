@@ -1,6 +1,7 @@
 """The commands the issues name, run as a researcher types them, with their acceptance checks.
 
-Slow (minutes each on a 2-core CPU): run with ``pytest -m slow``.
+Slow (minutes each on a 2-core CPU): run with ``pytest -m slow``; what these check that tiny sizes can check
+(the default grid's cells, each run through ``bench run``) runs in the default suite, tests/test_default_grid.py.
 """
 
 import json
@@ -38,7 +39,7 @@ def test_bench_run_with_no_arguments(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "modbench, smoke preset" in result.stdout and "module acc" in result.stdout
     found = records(tmp_path / "runs")
-    assert len(found) == 6 and all(r["error"] is None for r in found)
+    assert len(found) == 7 and all(r["error"] is None for r in found)  # the default grid's cells
     for r in records(tmp_path / "runs", "standard"):
         assert r["model_metrics"]["test_acc"] > 0.9
 
