@@ -142,11 +142,10 @@ def render_record(record: Record) -> Group:
     """A record as a few small tables: identity, baseline, last error, settings, environment, figures, tasks."""
     parts: list[Any] = [_pairs(title, pairs) for title, pairs in record_sections(record)]
     if record["tasks"]:
-        parts.append(_table("tasks", *task_table(record["tasks"])))
+        parts.append(_rows("tasks", record["tasks"]))
     controls = control_rows(record["tasks"])
     if controls:
-        parts.append(_table("controls (as many units per layer as the module, chosen another way)",
-                            *task_table(controls)))
+        parts.append(_rows("controls (as many units per layer as the module, chosen another way)", controls))
     if record.get("patching"):
         parts.append(_rows("patching: patched classes", record["patching"]["entries"]))
     return Group(*parts)
@@ -154,13 +153,7 @@ def render_record(record: Record) -> Group:
 
 def _rows(title: str, rows: Sequence[Mapping[str, Any]]) -> Table:
     """``rows`` as a table with a column per key."""
-    columns, shown = task_table(rows)
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for row in shown:
-        table.add_row(*(Text(v) for v in row))
-    return table
+    return _table(title, *task_table(rows))
 
 
 def render_composition(composition: Composition) -> Group:
