@@ -17,6 +17,7 @@ def test_waves_put_dependencies_first(tmp_path):
     assert [c.method for c in rest] == ["mwt"]
 
 
+@pytest.mark.heavy
 def test_slurm_executor_runs_cells_as_jobs_and_skips_finished_ones(tmp_path, monkeypatch):
     pytest.importorskip("submitit")
     grid = make_tiny_grid(tmp_path / "runs", methods="standard,mwt")
@@ -36,6 +37,7 @@ def test_slurm_executor_runs_cells_as_jobs_and_skips_finished_ones(tmp_path, mon
     assert sorted(r["run_id"] for r in again) == sorted(r["run_id"] for r in records)
 
 
+@pytest.mark.heavy
 def test_ray_executor_runs_cells_as_tasks_and_skips_finished_ones(tmp_path, monkeypatch):
     pytest.importorskip("ray")
     grid = make_tiny_grid(tmp_path / "runs", methods="standard,mwt")

@@ -34,6 +34,8 @@ from bench.pipeline import store
 from bench.record import RECORD_SCHEMA, read_record
 from bench.testing import TINY_DATASET, TINY_MODEL, TINY_SETTINGS
 
+pytestmark = pytest.mark.heavy
+
 HERE = Path(__file__).parent
 SEED = 11
 ROUNDS = 3

@@ -478,6 +478,7 @@ def bench_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
     return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
 
 
+@pytest.mark.heavy
 def test_an_installed_third_party_plugin(tmp_path):
     """README.md's plugin example, as a researcher copies it into a package and pip-installs it."""
     source, site = tmp_path / "dist-src", tmp_path / "site"

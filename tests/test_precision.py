@@ -99,10 +99,12 @@ def cpu_run(tmp_path_factory) -> Run:
     return run_bf16_grid(tmp_path_factory.mktemp("bf16") / "runs", "cpu")
 
 
+@pytest.mark.heavy
 def test_every_method_and_model_family_runs_in_bf16_on_a_cpu(cpu_run):
     check_records(cpu_run)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(("model", "method"), [(model, method) for model in MODELS for method in METHODS])
 def test_bf16_modules_export_and_score_as_recorded(cpu_run, model, method, tmp_path):
     check_export(cpu_run, model, method, tmp_path)

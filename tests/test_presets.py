@@ -88,6 +88,7 @@ def test_vit_alias_resolves_to_vit_s_reference_values():
     assert model_kind(plugins.models.get("deit_s"), {}) == "deit_s"
 
 
+@pytest.mark.heavy
 def test_reference_records_show_the_authors_optimizers_per_model(tiny_grid):
     from bench.pipeline.runner import run_grid
 

@@ -18,7 +18,7 @@ from processes import HAS_PROC, alive, children
 
 from bench.testing import TINY_DATASET, TINY_MODEL
 
-pytestmark = pytest.mark.skipif(not HAS_PROC, reason="reads the process table from /proc")
+pytestmark = [pytest.mark.heavy, pytest.mark.skipif(not HAS_PROC, reason="reads the process table from /proc")]
 
 GRID = ["run", "--methods", "standard,mwt", "--models", TINY_MODEL, "--datasets", TINY_DATASET, "--seeds", "0,1",
         "--tasks", "0,1", "--workers", "2", "--device", "cpu", "--set", "epochs=200", "--set", "batch_size=16"]
