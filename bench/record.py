@@ -135,7 +135,7 @@ class Patching(TypedDict):
     """``--scenario patch``: the weak model patched with this record's modules, class by class."""
 
     settings: dict[str, Any]  # fraction, epochs, without, calibration_epochs, calibration_lr
-    inputs: NotRequired[dict[str, str]]  # the trained model's checksum and the module masks' digest
+    inputs: NotRequired[dict[str, str]]  # the trained model's checksum, the module masks' digest, SeaM's one_class
     weak: WeakModel
     entries: list[PatchEntry]
 

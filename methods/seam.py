@@ -4,13 +4,17 @@ ICSE 2023; ``qibinhang/SeaM``).
 It starts from the standard model of its cell, frozen. Per task, every weight and bias of every conv
 and linear layer gets a real-valued score (initialised to 1), binarised in the forward pass with a
 straight-through backward pass (``bench.modular.mask_search``); the model's logits go through a task
-head (ReLU, Linear(N, |task|)). Loss = cross-entropy + alpha * the share of kept weights; epochs
-alternate one head-only epoch and four mask epochs. The epoch kept is the one keeping the fewest
-weights among those whose validation accuracy reaches the original model's on the task.
+head (ReLU, Linear(N, |task|); two outputs for a one-class task, below). Loss = cross-entropy + alpha *
+the share of kept weights; epochs alternate one head-only epoch and four mask epochs. The epoch kept
+is the one keeping the fewest weights among those whose validation accuracy reaches the original
+model's on the task.
 
 Its modules keep the model's shape with individual weights zeroed: unstructured sparsity. Records
 count their kept weights and the multiply-adds of those alone, and label them (``sparsity``).
-There are no class modules: every class's module is the whole model, as for ``standard``.
+There are no class modules: every class's module is the whole model, as for ``standard``. A one-class
+task (the module of class c the patching and composition scenarios read) is the authors' binary
+setting: c's images labelled 0 and as many images of the other classes, drawn with the cell's seed,
+labelled 1, a two-output head, and the composed module's one column the target logit minus the rest's.
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ from torch import nn
 
 from bench.data import BatchLoader
 from bench.hookspecs import hookimpl
-from bench.modular.ensemble import TaskModule
+from bench.modular.ensemble import TargetMinusRest, TaskModule
 from bench.modular.mask_search import HEAD, MASK, MaskSearch, Rates, alternating, freeze
 from bench.modular.selection import SmallestReaching
 from bench.modular.straight_through import kept_share
 from bench.modular.weight_masks import attach_masks, attach_scores
-from bench.pipeline.metrics import accuracy
+from bench.pipeline.metrics import accuracy, one_vs_rest_accuracy
 from bench.protocol.method import PostTrainingMethod, StageContext, TrainedModel, check_positive
 from bench.protocol.modules import ModuleSet
 
@@ -112,6 +116,7 @@ class SeaM(PostTrainingMethod):
     name = "seam"
     description = "SeaM (ICSE'23): per task, post-training search of weight masks (unstructured sparsity)"
     Hparams = SeaMHparams
+    one_class_compose = "one-vs-rest"
 
     def modularize(self, ctx: StageContext, trained: TrainedModel) -> ModuleSet:
         """No class modules: every class keeps every unit (the search runs per task, in ``compose``)."""
@@ -119,22 +124,27 @@ class SeaM(PostTrainingMethod):
 
     def compose(self, ctx: StageContext, trained: TrainedModel, modules: ModuleSet,
                 classes: Sequence[int]) -> nn.Module:
-        """The model re-engineered for ``classes``: its chosen weight masks and task head."""
-        hp, task = ctx.hparams, ctx.data.task(classes)
+        """The model re-engineered for ``classes``: its chosen weight masks and task head. A one-class task is
+        the authors' binary one, the class against as many images of the others (``one_vs_rest``); its module's
+        one column is the head's target logit minus its rest logit."""
+        hp, binary = ctx.hparams, len(classes) == 1
+        task = ctx.data.one_vs_rest(classes[0], ctx.seed) if binary else ctx.data.task(classes)
         torch.manual_seed(ctx.seed)
-        searcher = WeightReengineer(trained.model, ctx.num_classes, len(classes)).to(ctx.device)
+        searcher = WeightReengineer(trained.model, ctx.num_classes, task.num_classes).to(ctx.device)
         train = BatchLoader(task.train, hp.batch_size, mean=task.mean, std=task.std, device=ctx.device,
                             shuffle=True, augment=ctx.recipe.train_augment(task.augment), seed=ctx.seed)
         val = BatchLoader(task.val, ctx.recipe.eval_batch_size, mean=task.mean, std=task.std, device=ctx.device)
-        reference = accuracy(trained.model, val, columns=classes)
+        reference = (one_vs_rest_accuracy(trained.model, val, classes[0]) if binary
+                     else accuracy(trained.model, val, columns=classes))
         bf16 = ctx.recipe.resolved_precision(ctx.device.type) == "bf16"
         phases = alternating(0, CYCLE, hp.epochs)
         search = MaskSearch(searcher, phases, hp.rates(), hp.alpha, train, val, bf16, f"seam {_label(classes)}")
         state = search.run(SmallestReaching(reference), ctx.checkpoint, ctx.progress).state
         masks = {k.removeprefix("mask."): v for k, v in state.items() if k.startswith("mask.")}
-        head = task_head(ctx.num_classes, len(classes))
+        head = task_head(ctx.num_classes, task.num_classes)
         head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
-        return TaskModule(attach_masks(copy.deepcopy(trained.model), masks), head, classes, ctx.num_classes)
+        module_head = nn.Sequential(head, TargetMinusRest()) if binary else head
+        return TaskModule(attach_masks(copy.deepcopy(trained.model), masks), module_head, classes, ctx.num_classes)
 
 
 def _label(classes: Sequence[int]) -> str:

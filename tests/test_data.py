@@ -94,6 +94,32 @@ def test_task_restricts_and_relabels_every_split():
     assert (task.name, task.mean, task.augment) == ("toy", (0.5, 0.5, 0.5), "crop")
 
 
+def test_one_vs_rest_is_the_target_labelled_0_then_as_many_others_drawn_with_the_seed():
+    labels = [0, 1, 2, 3] * 10 + [2] * 6  # class 2: 16 samples, the others 10 each
+    data = make_data(labels)
+    binary = data.one_vs_rest(2, seed=5)
+    own = [i for i, label in enumerate(labels) if label == 2]
+    assert ids(binary)[:16] == own and binary.y.tolist() == [0] * 16 + [1] * 16
+    drawn = ids(binary)[16:]
+    assert len(set(drawn)) == 16 and all(labels[i] != 2 for i in drawn)
+    assert ids(data.one_vs_rest(2, seed=5)) == ids(binary)  # same seed, same draw
+    assert len({tuple(ids(data.one_vs_rest(2, seed=s))[16:]) for s in range(4)}) > 1  # the seed draws
+    few = make_data([1, 1, 1, 0, 1])
+    assert ids(few.one_vs_rest(1, seed=0)) == [0, 1, 2, 4, 3]  # fewer others than targets: every one
+
+
+def test_bundle_one_vs_rest_applies_to_every_split():
+    bundle = toy_bundle()
+    binary = bundle.one_vs_rest(3, seed=0)
+    assert binary.num_classes == 2 and binary.class_names == ["d", "not d"]
+    for split in ("train", "val", "test"):
+        part, whole = getattr(binary, split), getattr(bundle, split)
+        assert ids(part) == ids(whole.one_vs_rest(3, seed=0))
+    assert binary.train.y.tolist() == [0, 0, 1, 1] and binary.val.y.tolist() == [0, 1]
+    with pytest.raises(UsageError, match="class id 4 is out of range"):
+        bundle.one_vs_rest(4, seed=0)
+
+
 @pytest.mark.parametrize(
     ("classes", "message"),
     [

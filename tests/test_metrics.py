@@ -63,20 +63,32 @@ def test_retention_and_params():
     assert metrics.count_params(nn.Linear(3, 2)) == 8
 
 
+class Fixed(nn.Module):
+    """A model whose logits are its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x
+
+
 def test_accuracy_with_restricted_columns():
-    class Fixed(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = nn.Parameter(torch.zeros(1))
-
-        def forward(self, x):
-            return x
-
     logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 2.0], [3.0, 5.0, 1.0]])
     # Restricted to classes (0, 2): argmax -> [1, 1, 0] in task labels.
     batches = [(logits, torch.tensor([1, 0, 0]))]
     assert metrics.accuracy(Fixed(), batches, columns=[0, 2]) == pytest.approx(2 / 3)
     assert metrics.accuracy(Fixed(), batches) == pytest.approx(1 / 3)
+
+
+def test_one_vs_rest_accuracy_says_target_when_the_argmax_over_every_class_is_it():
+    logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 1.0, 2.0], [3.0, 5.0, 1.0], [0.0, 1.0, 9.0]])
+    # argmax [1, 2, 1, 2]: for target 1 the answers are [0, 1, 0, 1] (0: the target, 1: another class),
+    # for target 2 [1, 0, 1, 0]; the labels [0, 1, 1, 1].
+    batches = [(logits[:2], torch.tensor([0, 1])), (logits[2:], torch.tensor([1, 1]))]
+    assert metrics.one_vs_rest_accuracy(Fixed(), batches, 1) == pytest.approx(3 / 4)
+    assert metrics.one_vs_rest_accuracy(Fixed(), batches, 2) == pytest.approx(1 / 4)
 
 
 def test_flops_count_linear_and_conv_as_multiply_adds():

@@ -133,6 +133,21 @@ def test_a_rerun_recomputes_nothing_and_keeps_the_patching_without_the_scenario(
     assert [r["patching"] for r in again] == [r["patching"] for r in without]
 
 
+def test_seams_class_modules_each_search_their_own_one_vs_rest_task(tmp_path, one_torch_thread):
+    """SeaM's module of class c is its re-engineering for the binary task c vs the rest, searched in the checkpoint
+    of the task ``(c,)``: each ranks its class above the others on the validation images. (A one-output head
+    trained by cross-entropy over one output learns nothing, and the modularize stage's one search file handed
+    every class the finished search of class 0.)"""
+    runs = tmp_path / "runs"
+    records = run_grid(make_tiny_grid(runs, methods="seam", sets=(*SETS, "seam.epochs=3"), tasks=((0, 1, 2, 3),),
+                                      scenarios=Scenarios(PATCH)))
+    assert all(r["error"] is None for r in records)
+    assert len(list(runs.rglob("seam/*/t*/compose-*-search.json"))) == 5  # the task (0, 1, 2, 3), each (c,)
+    for label in range(4):
+        (outputs,) = runs.rglob(f"seam/*/t*/c*/{label}.json")
+        assert json.loads(outputs.read_text())["info"]["val_auc"] >= 0.9, label
+
+
 @pytest.mark.slow
 def test_every_registered_method_patches_and_composes_across_seeds(tmp_path, one_torch_thread):
     """The scenarios take a method's modules through the Method protocol only: every registered method runs them."""

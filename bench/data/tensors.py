@@ -53,6 +53,17 @@ class TensorData:
         new_labels = position[torch.searchsorted(sorted_ids, kept.y)]
         return TensorData(kept.x, new_labels)
 
+    def one_vs_rest(self, target: int, seed: int) -> TensorData:
+        """Class ``target``'s samples labelled 0 (in their order), then as many samples of the other classes
+        (all of them when fewer) drawn at random with ``seed`` and labelled 1: SeaM's binary task
+        (``extract_target_class(..., reorganize=True)`` in ``qibinhang/SeaM``)."""
+        is_target = self.y == target
+        own, others = is_target.nonzero().flatten(), (~is_target).nonzero().flatten()
+        order = torch.randperm(len(others), generator=torch.Generator().manual_seed(seed))
+        drawn = others[order[: len(own)]]
+        labels = torch.cat([torch.zeros(len(own), dtype=torch.int64), torch.ones(len(drawn), dtype=torch.int64)])
+        return TensorData(self.x[torch.cat([own, drawn])], labels)
+
     def class_counts(self, num_classes: int) -> torch.Tensor:
         """Number of samples per class, int64 (num_classes,)."""
         return torch.bincount(self.y, minlength=num_classes)
@@ -108,6 +119,19 @@ class DataBundle:
             train=self.train.subset(ids),
             val=self.val.subset(ids),
             test=self.test.subset(ids),
+        )
+
+    def one_vs_rest(self, target: int, seed: int) -> DataBundle:
+        """The binary task "``target`` or not": in every split, the class's samples labelled 0 and as many of
+        the others drawn with ``seed``, labelled 1 (``TensorData.one_vs_rest``)."""
+        (c,) = self._check_classes([target])
+        return dataclasses.replace(
+            self,
+            num_classes=2,
+            class_names=[self.class_names[c], f"not {self.class_names[c]}"],
+            train=self.train.one_vs_rest(c, seed),
+            val=self.val.one_vs_rest(c, seed),
+            test=self.test.one_vs_rest(c, seed),
         )
 
     def _check_classes(self, classes: Sequence[int]) -> list[int]:

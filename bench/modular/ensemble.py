@@ -3,8 +3,9 @@
 ``ClassModules`` is one physically extracted module per target class (CNNSplitter, GradSplitter):
 each votes for its class, and the composition predicts the argmax of the votes, as published.
 ``TaskModule`` is one model re-engineered for the whole task (SeaM): the model's logits through a
-task head. Every column outside the task is 0, so a runner scoring the target columns, or putting a
-ReLU + Linear task head on top, works unchanged.
+task head (for a one-class task, a two-output head read through ``TargetMinusRest``). Every column
+outside the task is 0, so a runner scoring the target columns, or putting a ReLU + Linear task head
+on top, works unchanged.
 """
 
 from __future__ import annotations
@@ -52,3 +53,10 @@ class TaskModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return widen(self.head(self.model(x)), self.columns, self.num_classes)
+
+
+class TargetMinusRest(nn.Module):
+    """A one-vs-rest head's one column: its target logit minus its rest logit, (batch, 2) -> (batch, 1)."""
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits[:, :1] - logits[:, 1:2]

@@ -19,7 +19,7 @@ from bench.grid.resolve import Resolved
 from bench.pipeline import layout, store
 from bench.pipeline.env import configure_kernels, environment
 from bench.pipeline.scenarios.outputs import ClassOutputsStage
-from bench.pipeline.scenarios.patch import PatchStage, patched_classes, patching_covers
+from bench.pipeline.scenarios.patch import PatchStage, patch_inputs, patched_classes, patching_covers
 from bench.pipeline.scenarios.weak import WeakStage
 from bench.pipeline.stages.controls import ControlStage
 from bench.pipeline.stages.evaluate import EvaluateStage, Reference
@@ -46,7 +46,7 @@ class CellRunner:
         self.reuse = ReuseStage(ws, self.evaluate)
         self.controls = ControlStage(ws, self.reuse)
         self.record = RecordStage(ws)
-        self.outputs = ClassOutputsStage(ws)
+        self.outputs = ClassOutputsStage(ws, self.reuse)
         self.patch = PatchStage(ws, self.outputs, WeakStage(ws, self.train))
         ws.locate = self.train.directory
 
@@ -90,7 +90,7 @@ class CellRunner:
                 changed = functools.partial(self.reuse.changed, r, directory, trained.sha256, masks,
                                             ref.trained.sha256)  # what changed for an earlier record's task
                 record = self.record.build(r, env, threshold, directory, figures)
-                inputs = {"model": trained.sha256, "modules": masks}  # what earlier patched classes must come from
+                inputs = patch_inputs(r, trained.sha256, masks)  # what earlier patched classes must come from
                 records.append(self.record.write(directory, record, changed, inputs))
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -154,8 +154,8 @@ class CellRunner:
             if modules is None or any(self.reuse.changed(r, directory, model_sha, mask_digest(modules), standard_sha, c)
                                       for c in cell.grid.tasks):
                 return None
-            patch = cell.grid.scenarios.patch
-            if patch is not None and not patching_covers(record, patch, patched_classes(cell.grid.tasks)):
+            patch, inputs = cell.grid.scenarios.patch, patch_inputs(r, model_sha, mask_digest(modules))
+            if patch is not None and not patching_covers(record, patch, patched_classes(cell.grid.tasks), inputs):
                 return None
             records.append(record)
         return records

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -23,7 +23,6 @@ COMPUTE_OP_MARKERS = ("conv", "mm", "mv", "matmul", "linear", "einsum", "attenti
                       "lstm", "gru")
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
              columns: Sequence[int] | None = None) -> float:
     """Top-1 accuracy of ``model`` (eval mode); with ``columns``, argmax over those logits only.
@@ -31,14 +30,26 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     ``columns`` is how the standard model is scored on a sub-task: its logits restricted to the
     target classes, labels relabelled 0..k-1 in the same order.
     """
+    picked = slice(None) if columns is None else list(columns)
+    return _share_correct(model, batches, lambda logits: logits[:, picked].argmax(1))
+
+
+def one_vs_rest_accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                         target: int) -> float:
+    """Accuracy of ``model`` (eval mode) on a one-vs-rest task (label 0: class ``target``, 1: another): it
+    answers 0 when its argmax over every class is ``target`` (how SeaM scores the original model there)."""
+    return _share_correct(model, batches, lambda logits: (logits.argmax(1) != target).long())
+
+
+@torch.no_grad()
+def _share_correct(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                   predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """The share of samples whose ``predict(logits)`` equals their label (``model`` in eval mode meanwhile)."""
     was_training = model.training
     model.eval()
     correct = total = 0
     for x, y in batches:
-        logits = model(x)
-        if columns is not None:
-            logits = logits[:, list(columns)]
-        correct += int((logits.argmax(1) == y).sum())
+        correct += int((predict(model(x)) == y).sum())
         total += len(y)
     model.train(was_training)
     return correct / max(total, 1)

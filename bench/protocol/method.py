@@ -166,7 +166,9 @@ class Method:
     method whose trained model this one starts from, e.g. 'standard' for a post-training method;
     ``ctx.start_model()`` hands it over), ``per_class_modules`` (whether ``compose`` runs one module
     per target class, an ensemble such as CNNSplitter's: a task's controls then match each class
-    module's units per layer, not those of the classes' union).
+    module's units per layer, not those of the classes' union), ``one_class_compose`` (how ``compose``
+    builds a one-class task's module when not as any other task's, e.g. SeaM's 'one-vs-rest'; the keys
+    of the stages that compose one hold it).
     """
 
     name: ClassVar[str] = ""
@@ -176,6 +178,7 @@ class Method:
     finetune: ClassVar[bool] = True
     starts_from: ClassVar[str | None] = None
     per_class_modules: ClassVar[bool] = False
+    one_class_compose: ClassVar[str | None] = None
 
     def hparams(self, model: ModelSpec) -> Any:
         """Default hyperparameters for a model (override for per-model or per-family defaults)."""

@@ -17,7 +17,7 @@ from torch import nn
 from bench.grid.resolve import Resolved
 from bench.pipeline import layout, metrics
 from bench.pipeline.stages.base import Stage, key_of
-from bench.pipeline.stages.reuse import mask_digest
+from bench.pipeline.stages.reuse import ReuseStage, class_module_part, mask_digest
 from bench.pipeline.stages.train import Trained, stage_values
 from bench.pipeline.store import Stored
 from bench.protocol.method import StageContext
@@ -41,14 +41,18 @@ class ClassOutputs:
 class ClassOutputsStage(Stage):
     """Composes a single-class module and runs it over the validation and test images (cached per class)."""
 
+    def __init__(self, ws: Any, reuse: ReuseStage) -> None:
+        super().__init__(ws)
+        self.reuse = reuse
+
     def settings(self, r: Resolved, modules_settings: str) -> str:
         """Hash of the settings that determine a class module (names the stage's folder)."""
         return key_of(modules=modules_settings, hparams=stage_values(r.hparams, "compose"))
 
     def module(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, label: int) -> nn.Module:
-        """The module of class ``label`` as the method composes it (seeded like a reused module)."""
-        torch.manual_seed(r.seed)
-        return r.method.compose(ctx, trained.model, modules, (label,)).to(self.ws.device)
+        """The module of class ``label``: the method's composition for the task ``(label,)`` as the reuse stage
+        composes it (seeded alike; a search inside ``compose`` in that task's own checkpoint)."""
+        return self.reuse.composed(r, trained, modules, ctx, (label,))
 
     def run(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, modules_settings: str,
             label: int) -> ClassOutputs:
@@ -56,7 +60,7 @@ class ClassOutputsStage(Stage):
         settings = self.settings(r, modules_settings)
         path = layout.class_outputs_file(trained.directory, ctx.threshold, settings, label)
         parts = dict(settings=settings, model=trained.sha256, modules=mask_digest(modules), label=label,
-                     **self.data_part(r))
+                     **class_module_part(r), **self.data_part(r))
 
         def restore(stored: Stored) -> ClassOutputs:
             info = stored.info

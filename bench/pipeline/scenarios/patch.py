@@ -22,7 +22,7 @@ from bench.pipeline import layout, metrics
 from bench.pipeline.scenarios.outputs import ClassOutputs, ClassOutputsStage
 from bench.pipeline.scenarios.weak import Weak, WeakStage
 from bench.pipeline.stages.base import Stage
-from bench.pipeline.stages.reuse import mask_digest
+from bench.pipeline.stages.reuse import class_module_part, mask_digest
 from bench.pipeline.stages.train import Trained, stage_values
 from bench.pipeline.store import Stored
 from bench.protocol.method import StageContext
@@ -47,7 +47,7 @@ class PatchStage(Stage):
         entries = [entry for label in classes
                    for entry in self.patch_class(r, trained, modules, ctx, modules_settings, directory, label, weak,
                                                  settings)]
-        inputs = {"model": trained.sha256, "modules": mask_digest(modules)}
+        inputs = patch_inputs(r, trained.sha256, mask_digest(modules))
         return {"settings": settings.values(), "inputs": inputs, "weak": weak.summary(), "entries": entries}
 
     def patch_class(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext, modules_settings: str,
@@ -56,7 +56,7 @@ class PatchStage(Stage):
         parts = dict(model=trained.sha256, modules=mask_digest(modules), weak=weak.trained.sha256, label=label,
                      settings=settings.values(), hparams=stage_values(r.hparams, "compose"),
                      batch=r.recipe.batch_size, strategies=STRATEGIES, calibration=CALIBRATION_INPUTS,
-                     **self.data_part(r))
+                     **class_module_part(r), **self.data_part(r))
 
         def compute() -> Stored:
             outputs = self.outputs.run(r, trained, modules, ctx, modules_settings, label)
@@ -108,10 +108,17 @@ def patched_classes(tasks: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(label for task in tasks for label in task))
 
 
-def patching_covers(record: dict[str, Any], settings: PatchSettings, classes: tuple[int, ...]) -> bool:
-    """Whether ``record`` holds every strategy's entry of ``classes`` patched with ``settings``."""
+def patch_inputs(r: Resolved, model_sha: str, masks: str) -> dict[str, str]:
+    """What a record's patched classes are computed from: the trained model, its module masks (digest) and the
+    method's rule for a class module (``class_module_part``); earlier ones from other inputs are dropped."""
+    return {"model": model_sha, "modules": masks, **class_module_part(r)}
+
+
+def patching_covers(record: dict[str, Any], settings: PatchSettings, classes: tuple[int, ...],
+                    inputs: dict[str, str]) -> bool:
+    """Whether ``record`` holds every strategy's entry of ``classes`` patched with ``settings`` from ``inputs``."""
     patching = record.get("patching")
-    if not patching or patching["settings"] != settings.values():
+    if not patching or patching["settings"] != settings.values() or patching.get("inputs") != inputs:
         return False
     done = {(entry["label"], entry["strategy"]) for entry in patching["entries"]}
     return all((label, strategy) in done for label in classes for strategy in STRATEGIES)

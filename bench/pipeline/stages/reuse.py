@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,18 @@ def mask_digest(modules: ModuleSet) -> str:
     return digest.hexdigest()[:16]
 
 
+def class_module_part(r: Resolved) -> dict[str, str]:
+    """``{"one_class": rule}`` when ``r``'s method composes a one-class task its own way
+    (``Method.one_class_compose``), else empty: a key part of what a class module is computed from."""
+    rule = r.method.one_class_compose
+    return {"one_class": rule} if rule else {}
+
+
+def one_class_part(r: Resolved, classes: Sequence[int]) -> dict[str, str]:
+    """``class_module_part`` for a task of one class, else empty."""
+    return class_module_part(r) if len(classes) == 1 else {}
+
+
 class ReuseStage(Stage):
     """Composes, fine-tunes and measures the module of one task (cached per task)."""
 
@@ -101,7 +114,8 @@ class ReuseStage(Stage):
         """What determines a task's reused module: the reuse folder's settings, the trained model, its module
         masks (``mask_digest``), the standard model, the classes, the selection rule and the data's content."""
         return {"folder": directory.name, "model": model_sha, "modules": masks, "standard": standard_sha,
-                "classes": list(classes), "selection": SELECTION, **self.data_part(r)}
+                "classes": list(classes), "selection": SELECTION, **one_class_part(r, classes),
+                **self.data_part(r)}
 
     def changed(self, r: Resolved, directory: Path, model_sha: str, masks: str, standard_sha: str,
                 classes: tuple[int, ...]) -> str | None:
@@ -117,17 +131,19 @@ class ReuseStage(Stage):
                classes: tuple[int, ...], headed: bool = True) -> nn.Module:
         """The composed module of a task, with its task head (untrained) when the method fine-tunes and
         ``headed`` (the stored entry's ``finetune_kept``)."""
-        module = self._compose(r, trained, modules, ctx, classes)
+        module = self.composed(r, trained, modules, ctx, classes)
         if self.finetunes(r) and headed:
             module = attach_head(module, ctx.num_classes, len(classes))
         return module
 
-    def _compose(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
+    def composed(self, r: Resolved, trained: Trained, modules: ModuleSet, ctx: StageContext,
                  classes: tuple[int, ...]) -> nn.Module:
         """The method's composed module on the device; a search inside ``compose`` (SeaM's, per task) keeps its
-        state in a checkpoint of the task's own, so a killed run resumes it and ``bench export`` reads it."""
+        state in a checkpoint of the task's own, so a killed run resumes it, ``bench export`` reads it, and the
+        scenarios' class modules (tasks of one class) share it."""
         key = key_of(model=trained.sha256, modules=mask_digest(modules), classes=list(classes),
-                     hparams=stage_values(r.hparams, "compose"), precision=self.ws.precision(r))
+                     hparams=stage_values(r.hparams, "compose"), precision=self.ws.precision(r),
+                     **one_class_part(r, classes))
         checkpoint = FileCheckpoint(layout.compose_search_file(trained.directory, ctx.threshold, key))
         torch.manual_seed(r.seed)
         composed = r.method.compose(dataclasses.replace(ctx, checkpoint=checkpoint), trained.model, modules, classes)
@@ -138,7 +154,7 @@ class ReuseStage(Stage):
         """The task's module composed from ``modules``, scored, fine-tuned (or kept as composed: model
         selection) and scored again, as every reused module is (a control's too)."""
         task = ctx.data.task(classes)
-        composed = self._compose(r, trained, modules, ctx, classes)
+        composed = self.composed(r, trained, modules, ctx, classes)
         before = metrics.accuracy(composed, self.ws.loader(r, "test", task), columns=classes)
         reused = Reused(composed, composed, before, before)
         if self.finetunes(r):
