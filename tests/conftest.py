@@ -7,8 +7,12 @@ built-ins still load); subprocess tests that need installed plugins unset it the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,16 +38,25 @@ def _fresh_plugins():
     reset_plugins()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_bench_logger():
-    """Put the 'bench' logger back as the test found it: a run sends it to its console and stops it propagating,
+@contextlib.contextmanager
+def _bench_logger_kept() -> Iterator[None]:
+    """The 'bench' logger as it was before the block: a run sends it to its console and stops it propagating,
     which changes what a later test's log capture sees."""
     log = logging.getLogger("bench")
     handlers, level, propagate = list(log.handlers), log.level, log.propagate
-    yield
-    log.handlers[:] = handlers
-    log.setLevel(level)
-    log.propagate = propagate
+    try:
+        yield
+    finally:
+        log.handlers[:] = handlers
+        log.setLevel(level)
+        log.propagate = propagate
+
+
+@pytest.fixture(autouse=True)
+def _fresh_bench_logger():
+    """Put the 'bench' logger back as the test found it."""
+    with _bench_logger_kept():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +69,34 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class TinyStandard:
+    """The standard model of ``bench.testing``'s tiny grid (task 0,1), computed once a test session: its train,
+    evaluate, modularize and reuse stages, without the record. ``copy_to(out)`` puts them in a runs folder, so a
+    tiny grid run there loads that model instead of training it again (and writes the standard record itself).
+
+    ``workers`` is the run's ``--workers``: it sets the threads a cell computes on, which change a CPU's sums,
+    so each value has its own copy (the one a run with that value computes)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def copy_to(self, out: Path, workers: int | str = 1) -> Path:
+        """Copy the stages into ``out`` (created); returns ``out``."""
+        source = self.root / f"workers-{workers}" / "runs"
+        if not source.exists():
+            from bench.pipeline.runner import run_grid
+            from bench.testing import make_tiny_grid
+
+            with _bench_logger_kept():
+                run_grid(make_tiny_grid(source), executor_options={"workers": workers})
+            for record in source.rglob("record.json"):
+                record.unlink()
+        return Path(shutil.copytree(source, out, dirs_exist_ok=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_standard(tmp_path_factory) -> TinyStandard:
+    """Copies of one tiny standard model a session (see ``TinyStandard``), for module fixtures running tiny grids."""
+    return TinyStandard(tmp_path_factory.mktemp("tiny-standard"))

@@ -31,9 +31,12 @@ def cli(monkeypatch, capsys):
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory) -> tuple[Path, list[dict]]:
-    """The same tiny grid run by ``bench run`` into one folder and by ``bench.run`` into another."""
+def both(tmp_path_factory, tiny_standard) -> tuple[Path, list[dict]]:
+    """The same tiny grid run by ``bench run`` into one folder and by ``bench.run`` into another (each starting from
+    a copy of the session's tiny standard model)."""
     root = tmp_path_factory.mktemp("api")
+    tiny_standard.copy_to(root / "cli")
+    tiny_standard.copy_to(root / "api")
     assert run_main(["run", *CLI_GRID, "--out", root / "cli"]) == 0
     records = bench.run(**API_GRID, out=root / "api")
     return root / "cli", records

@@ -45,9 +45,10 @@ methods = ["mwt"]  # the command line's --methods wins
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
+def finished(tmp_path_factory, tiny_standard) -> Path:
     """A tiny run made through ``bench run --config`` itself: standard and the dummy method, two tasks."""
     root = tmp_path_factory.mktemp("cli")
+    tiny_standard.copy_to(root / "runs", workers="auto")  # bench run's default
     (root / "grid.toml").write_text(CONFIG)
     with use_plugin(MethodPlugin(DummyMethod()), "test-dummy"):
         assert run_main(["run", "--config", root / "grid.toml", "--methods", "dummy", "--out", root / "runs"]) == 0

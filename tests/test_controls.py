@@ -138,12 +138,13 @@ CONTROLS = ("random", "magnitude")
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory, one_torch_thread):
+def plain(tmp_path_factory, one_torch_thread, tiny_standard):
     """mwt (a union method) and cnnsplitter (one module per class) on the tiny grid, without controls."""
     from bench.pipeline.runner import run_grid
     from bench.testing import make_tiny_grid
 
-    grid = make_tiny_grid(tmp_path_factory.mktemp("plain") / "runs", methods="mwt,cnnsplitter", sets=TINY_SEARCH)
+    out = tiny_standard.copy_to(tmp_path_factory.mktemp("plain") / "runs")
+    grid = make_tiny_grid(out, methods="mwt,cnnsplitter", sets=TINY_SEARCH)
     return grid, run_grid(grid)
 
 

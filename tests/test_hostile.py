@@ -55,9 +55,9 @@ def cli(capsys, monkeypatch) -> Callable[..., Result]:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
+def finished(tmp_path_factory, tiny_standard) -> Path:
     """A finished tiny run of the standard method (task 0,1): the runs folder."""
-    runs = tmp_path_factory.mktemp("hostile") / "runs"
+    runs = tiny_standard.copy_to(tmp_path_factory.mktemp("hostile") / "runs", workers="auto")  # bench run's default
     assert run_main([*RUN, "--out", runs]) == 0
     return runs
 

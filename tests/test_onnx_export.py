@@ -27,9 +27,9 @@ TASK = (0, 1)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[Path, dict[str, Record]]:
+def runs(tmp_path_factory, tiny_standard) -> tuple[Path, dict[str, Record]]:
     """MwT (and the standard model) on a tiny CNN and a tiny ViT, one task."""
-    out = tmp_path_factory.mktemp("onnx") / "runs"
+    out = tiny_standard.copy_to(tmp_path_factory.mktemp("onnx") / "runs")
     records = run_grid(make_tiny_grid(out, methods=("mwt",), models=tuple(MODELS.values()), tasks=(TASK,)))
     mwt = {r["family"]: r for r in records if r["method"] == "mwt"}
     assert sorted(mwt) == ["cnn", "vit"] and all(r["error"] is None for r in records)

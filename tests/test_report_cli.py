@@ -28,9 +28,9 @@ BAD_FILES = {
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
+def runs(tmp_path_factory, tiny_standard) -> Path:
     """A real tiny grid (standard and the dummy method, one seed, one task) run through ``run_grid``."""
-    out = tmp_path_factory.mktemp("report") / "runs"
+    out = tiny_standard.copy_to(tmp_path_factory.mktemp("report") / "runs")
     with use_plugin(MethodPlugin(DummyMethod()), "test-dummy"):
         records = run_grid(make_tiny_grid(out, methods="dummy"))
     assert [r["error"] for r in records] == [None, None]

@@ -132,9 +132,9 @@ def copy_runs(source: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, list[dict]]:
+def finished(tmp_path_factory, tiny_standard) -> tuple[Path, list[dict]]:
     """mwt and nemo on the tiny grid (standard is added by the runner), two tasks."""
-    out = tmp_path_factory.mktemp("finished") / "runs"
+    out = tiny_standard.copy_to(tmp_path_factory.mktemp("finished") / "runs")
     return out, run_grid(make_tiny_grid(out, methods="mwt,nemo", tasks=TASKS))
 
 
