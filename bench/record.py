@@ -101,6 +101,7 @@ class TaskMetrics(TypedDict):
     flops_merged: NotRequired[int]
     weight_retention_merged: NotRequired[float]
     flops_ratio_merged: NotRequired[float]
+    compose_seconds: NotRequired[float]  # the module's composition (SeaM: the task's search)
     sparsity: NotRequired[Literal["unstructured"]]  # weight-level masks (SeaM): the model's shape, weights zeroed
     flops_dense: NotRequired[int]  # an unstructured module's FLOPs with every weight multiplied (its dense cost)
     flops_ratio_dense: NotRequired[float]
@@ -152,13 +153,16 @@ class Baseline(TypedDict):
 class Cost(TypedDict):
     """What the method's model cost to make, against its standard model's training.
 
-    ``ratio`` is (train + modularize) / standard train: None when the two were trained on different
-    devices, or either was imported (no training time). A post-training method trains nothing of its
-    own (its ``train_seconds`` is ~0): its ratio is its search, on top of the standard model it reuses.
+    ``ratio`` is (train + modularize + compose) / standard train: None when the two were trained on
+    different devices, or either was imported (no training time). A post-training method trains nothing
+    of its own (its ``train_seconds`` is ~0): its ratio is its search, on top of the standard model it
+    reuses. ``compose_seconds`` is the composition of the run's tasks: SeaM's per-task searches (an
+    extraction elsewhere, milliseconds).
     """
 
     train_seconds: float
     modularize_seconds: float  # module masks at this threshold: the activity pass, a search
+    compose_seconds: NotRequired[float]  # the tasks' modules composed (a search per task: SeaM)
     standard_train_seconds: float
     device: str | None  # where the method's model was trained (None: not known, trained before schema 3)
     standard_device: str | None
@@ -293,13 +297,15 @@ def baseline_check(standard_test_acc: float, method_test_acc: float, num_classes
 
 
 def training_cost(train_seconds: float, modularize_seconds: float, standard_train_seconds: float,
-                  device: str | None, standard_device: str | None, imported: bool = False) -> Cost:
+                  device: str | None, standard_device: str | None, imported: bool = False,
+                  compose_seconds: float = 0.0) -> Cost:
     """The cost of a method's model against its standard model's training: the rule every record's ``cost``
     follows (``imported``: either model was imported, so a training time is missing)."""
     comparable = not imported and standard_train_seconds > 0 and (device is None or standard_device is None
                                                                   or device == standard_device)
-    ratio = (train_seconds + modularize_seconds) / standard_train_seconds if comparable else None
-    return Cost(train_seconds=train_seconds, modularize_seconds=modularize_seconds,
+    spent = train_seconds + modularize_seconds + compose_seconds
+    ratio = spent / standard_train_seconds if comparable else None
+    return Cost(train_seconds=train_seconds, modularize_seconds=modularize_seconds, compose_seconds=compose_seconds,
                 standard_train_seconds=standard_train_seconds, device=device, standard_device=standard_device,
                 ratio=ratio)
 

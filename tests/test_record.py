@@ -65,6 +65,11 @@ def test_training_cost_rule(seconds, devices, imported, ratio):
     assert cost["ratio"] == pytest.approx(ratio) if ratio is not None else cost["ratio"] is None
     assert (cost["train_seconds"], cost["modularize_seconds"], cost["standard_train_seconds"]) == seconds
 
+
+def test_training_cost_counts_the_tasks_composition():
+    cost = training_cost(0.001, 0.5, 10.0, "cpu", "cpu", compose_seconds=19.5)  # SeaM: a search per task
+    assert cost["compose_seconds"] == 19.5 and cost["ratio"] == pytest.approx(2.0001)
+
 def test_a_schema1_record_is_upgraded_in_memory(tmp_path):
     old = make_record("mwt", schema=1, recipe={"precision": "auto"})
     for field in ("precision", "deterministic", "config_key", "baseline", "last_error"):

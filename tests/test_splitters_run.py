@@ -75,6 +75,11 @@ def test_seam_records_its_kept_weights_and_dense_flops_beside_the_sparse_ones(fp
     dense = sum(v.numel() for k, v in stored.items() if k.endswith(".original") or _plain_parameter(k))
     assert masks and task["params"] == dense - dropped  # the stored module's kept weights
     assert list((out / record["run_id"]).parent.glob("compose-*-search.pt"))  # the task's search checkpoint
+    cost = record["cost"]  # the task's search counts in the method's cost, on top of the standard model it reuses
+    assert cost["compose_seconds"] == pytest.approx(task["compose_seconds"]) and task["compose_seconds"] > 0
+    spent = cost["train_seconds"] + cost["modularize_seconds"] + cost["compose_seconds"]
+    assert cost["ratio"] == pytest.approx(spent / cost["standard_train_seconds"])
+    assert cost["compose_seconds"] > cost["modularize_seconds"]  # the search, not the activity pass, is its cost
 
 
 def _plain_parameter(key: str) -> bool:

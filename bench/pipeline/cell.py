@@ -77,11 +77,12 @@ class CellRunner:
             figures.baseline = self._baseline(cell, r, ref, figures.model_metrics["test_acc"])
             for threshold in cell.grid.thresholds:
                 modules, figures.modularization = self.modularize.run(r, trained, threshold)
-                figures.cost = cost_of(trained, ref, figures.modularization["seconds"])
                 ctx = self.modularize.context(r, trained, threshold)
                 directory = self.record_dir(r, threshold)
                 figures.tasks = [self._task(r, trained, modules, ctx, directory, classes, ref, cell.grid.controls)
                                  for classes in cell.grid.tasks]
+                composing = sum(t.get("compose_seconds", 0.0) for t in figures.tasks)
+                figures.cost = cost_of(trained, ref, figures.modularization["seconds"], composing)
                 if cell.grid.scenarios.patch is not None:
                     figures.patching = self.patch.run(r, trained, modules, ctx, self.modularize.settings(r, threshold),
                                                       directory, patched_classes(cell.grid.tasks),
@@ -161,11 +162,12 @@ class CellRunner:
         return records
 
 
-def cost_of(trained: Trained, ref: Reference, modularize_seconds: float) -> Cost:
-    """What ``trained`` and its modules at one threshold cost, against ``ref``'s standard model's training."""
+def cost_of(trained: Trained, ref: Reference, modularize_seconds: float, compose_seconds: float) -> Cost:
+    """What ``trained``, its modules at one threshold and the run's tasks composed from them cost, against
+    ``ref``'s standard model's training."""
     standard = ref.trained
     return training_cost(trained.seconds, modularize_seconds, standard.seconds, trained.device, standard.device,
-                         trained.imported or standard.imported)
+                         trained.imported or standard.imported, compose_seconds)
 
 
 def _module_file_verifies(directory: Path, task: dict) -> bool:

@@ -50,7 +50,8 @@ FOOTNOTE = ("module acc: reused module on its task; std acc: standard model, log
             "weights, FLOPs, latency: reused module / standard model; retention: units kept (union over the "
             "task's classes); class retention: units a class module keeps (mean over classes); standard: every "
             "class's module is the whole model, so its retention is 100% and its coupling 1 by definition. "
-            "A FLOP is one multiply-add. cost: the method's training and module masks (activity pass, search) over "
+            "A FLOP is one multiply-add. cost: the method's training, module masks (activity pass, search) and tasks "
+            "composed (SeaM: its search per task) over "
             "its standard model's training on the same device; a post-training method (cnnsplitter, gradsplitter, "
             "seam) adds its search to the standard model it starts from.")
 

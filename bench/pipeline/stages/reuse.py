@@ -58,6 +58,7 @@ class Reused:
     after: float
     history: list[dict[str, float]] = field(default_factory=list)
     selection: dict[str, Any] = field(default_factory=dict)
+    compose_seconds: float = 0.0
 
 
 def mask_digest(modules: ModuleSet) -> str:
@@ -154,9 +155,11 @@ class ReuseStage(Stage):
         """The task's module composed from ``modules``, scored, fine-tuned (or kept as composed: model
         selection) and scored again, as every reused module is (a control's too)."""
         task = ctx.data.task(classes)
+        start = time.perf_counter()
         composed = self.composed(r, trained, modules, ctx, classes)
+        compose_seconds = time.perf_counter() - start
         before = metrics.accuracy(composed, self.ws.loader(r, "test", task), columns=classes)
-        reused = Reused(composed, composed, before, before)
+        reused = Reused(composed, composed, before, before, compose_seconds=compose_seconds)
         if self.finetunes(r):
             reused.module, reused.history, reused.selection = self._finetuned_or_composed(
                 r, composed, task, classes, ctx.num_classes)
@@ -177,7 +180,8 @@ class ReuseStage(Stage):
                  **self.size(module, ref), **self._merged_size(trained, modules, reused.composed, classes, ref),
                  **metrics.latency_ratios(module, ref.trained.model.model, self.ws.precision(r),
                                           r.recipe.throughput_batch(self.ws.device.type)),
-                 "finetune_history": reused.history, "seconds": time.perf_counter() - start}
+                 "finetune_history": reused.history, "compose_seconds": reused.compose_seconds,
+                 "seconds": time.perf_counter() - start}
         self.ws.emit("stage_end", r, {"stage": "reuse", **entry})
         return Stored(entry, {k: v.detach().cpu() for k, v in module.state_dict().items()})
 
