@@ -8,7 +8,7 @@ On ViTs it runs as the NeMo paper's Transformer baseline: the same neuron masks,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,14 +25,10 @@ class MwTHparams(MaskedHparams):
 
     alpha: weight of the cohesion loss (paper: 0.5).
     beta: weight of the coupling loss (paper: 1.5 on CNNs; the NeMo authors' DeiT-S script: 0.5).
-    module_masks: 'soft' by default for MwT (its CNN modules keep their generators, as the authors'
-    module classes do): measured on digits over 3 seeds (README, "MwT's module form"), soft modules
-    score 99.8% before fine-tuning where hard ones score 86.2%, for 12 points more weights.
     """
 
     alpha: float = 0.5
     beta: float = 1.5
-    module_masks: str = field(default="soft", metadata={"stage": "compose"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
