@@ -26,6 +26,8 @@ CHILD_TIMEOUT = 300  # seconds: a run that hangs ends by SIGALRM instead of hang
 def child(run: dict[str, Any]) -> int:
     """Run one ``bench`` command in this (forked) process; its exit code."""
     signal.alarm(CHILD_TIMEOUT)
+    # Ctrl-C raises as in a terminal even when the tests were started in the background (SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.update(run["env"], FAULT_RUN_PID=str(os.getpid()))
     for fd, key in ((1, "stdout"), (2, "stderr")):
         handle = os.open(run[key], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
