@@ -152,10 +152,12 @@ class CellRunner:
             if not all(_module_file_verifies(directory, tasks[c]) for c in cell.grid.tasks):
                 return None
             modules = self.modularize.stored(r, self.train.directory(r), model_sha, threshold)
-            if modules is None or any(self.reuse.changed(r, directory, model_sha, mask_digest(modules), standard_sha, c)
-                                      for c in cell.grid.tasks):
+            if modules is None:
                 return None
-            patch, inputs = cell.grid.scenarios.patch, patch_inputs(r, model_sha, mask_digest(modules))
+            masks = mask_digest(modules)  # hashed once for every task's check and the patched classes'
+            if any(self.reuse.changed(r, directory, model_sha, masks, standard_sha, c) for c in cell.grid.tasks):
+                return None
+            patch, inputs = cell.grid.scenarios.patch, patch_inputs(r, model_sha, masks)
             if patch is not None and not patching_covers(record, patch, patched_classes(cell.grid.tasks), inputs):
                 return None
             records.append(record)
