@@ -160,3 +160,13 @@ def test_both_run_on_a_tiny_mobilenetv2(tmp_path):
     assert all(r["error"] is None for r in records.values()), {m: r["error"] for m, r in records.items()}
     assert records["seam"]["tasks"][0]["flops"] <= records["seam"]["tasks"][0]["flops_dense"]
     assert records["gradsplitter"]["modularization"]["units_total"] > 0
+
+
+
+def test_seam_runs_on_a_tiny_vit(tmp_path):  # weight masks on every linear layer: its authors ran CNNs only
+    grid = make_tiny_grid(tmp_path / "runs", sets=["seam.epochs=5", "seam.lr_mask=0.3"], methods="seam", tasks=(TASK,),
+                          models="vit_s:depth=2,width=0.125")
+    record = next(r for r in run_grid(grid) if r["method"] == "seam")
+    (task,) = record["tasks"]
+    assert record["error"] is None and task["sparsity"] == "unstructured"
+    assert 0 < task["weight_retention"] < 1 and task["flops"] < task["flops_dense"]
