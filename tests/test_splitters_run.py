@@ -162,7 +162,6 @@ def test_both_run_on_a_tiny_mobilenetv2(tmp_path):
     assert records["gradsplitter"]["modularization"]["units_total"] > 0
 
 
-
 def test_seam_runs_on_a_tiny_vit(tmp_path):  # weight masks on every linear layer: its authors ran CNNs only
     grid = make_tiny_grid(tmp_path / "runs", sets=["seam.epochs=5", "seam.lr_mask=0.3"], methods="seam", tasks=(TASK,),
                           models="vit_s:depth=2,width=0.125")
